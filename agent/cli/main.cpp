@@ -1,0 +1,50 @@
+// main.cpp: `cpn-agent`, the edge agent's single binary.
+#include <cstdio>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "core/log.hpp"
+#include "cpn_backend.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"cpn-agent: computing-power-network edge agent (discovers, benchmarks and reports "
+                 "this node's compute, and runs offloaded tasks)"};
+    app.require_subcommand(0, 1);
+    cpn::cli::GlobalOptions g;
+    g.config_path = CPN_DEFAULT_CONFIG;
+    auto* config_opt = app.add_option("-c,--config", g.config_path, "Configuration file")
+                           ->default_str(CPN_DEFAULT_CONFIG);
+    app.add_option("--log-level", g.log_level, "Override log.level: trace, debug, info, warn, error, off");
+    bool version = false;
+    app.add_flag("-V,--version", version, "Print version, git revision, plugin ABI and exit");
+    app.footer("Exit codes: 0 ok, 1 failure, 2 usage error, 3 configuration error.\n"
+               "Run 'cpn-agent COMMAND --help' for a command's options.");
+
+    std::vector<std::pair<CLI::App*, std::function<int()>>> actions;
+    auto reg = [&](std::function<int()> f) { actions.emplace_back(app.get_subcommands({}).back(), f); };
+    reg(cpn::cli::add_discover_command(app, g));
+    reg(cpn::cli::add_probe_plugin_command(app));
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return cpn::cli::kExitUsage;
+    }
+    g.config_explicit = config_opt->count() > 0;
+    cpn::init_logging(g.log_level.empty() ? "warn" : g.log_level);
+
+    if (version) {
+        std::printf("cpn-agent %s (git %s)\nplugin ABI %u\nbackends built: %s\n", CPN_VERSION,
+                    CPN_GIT_REVISION, CPN_BACKEND_ABI_VERSION, CPN_BACKENDS_BUILT);
+        return cpn::cli::kExitOk;
+    }
+    for (auto& [cmd, action] : actions)
+        if (cmd->parsed()) return action();
+    std::fputs(app.help().c_str(), stdout);
+    return cpn::cli::kExitUsage;
+}

@@ -1,0 +1,328 @@
+#include "config/config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "core/log.hpp"
+
+namespace cpn {
+namespace {
+
+struct Ctx {
+    std::string file;
+    std::vector<std::string> errors;
+    void error(const YAML::Mark& m, const std::string& key, const std::string& what) {
+        std::ostringstream s;
+        s << file << ":" << (m.line + 1) << ":" << (m.column + 1) << ": " << key << ": " << what;
+        errors.push_back(s.str());
+    }
+};
+
+std::string describe(const YAML::Node& n) {
+    switch (n.Type()) {
+        case YAML::NodeType::Scalar: return "'" + n.Scalar() + "'";
+        case YAML::NodeType::Sequence: return "a list";
+        case YAML::NodeType::Map: return "a mapping";
+        case YAML::NodeType::Null: return "nothing";
+        default: return "an undefined value";
+    }
+}
+
+/* Each setter validates one key and stores it; it reports its own errors. A null value keeps
+ * the default (so "site:" with nothing after it means "no site"). */
+using Setter = std::function<void(const YAML::Node&, const std::string&, Ctx&, Config&)>;
+
+
+Setter string_key(std::function<std::string&(Config&)> field,
+                  std::function<std::string(const std::string&)> check = nullptr) {
+    return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
+        if (n.IsNull()) return;
+        if (!n.IsScalar()) return ctx.error(n.Mark(), key, "expected a string, got " + describe(n));
+        if (check) {
+            std::string why = check(n.Scalar());
+            if (!why.empty()) return ctx.error(n.Mark(), key, why);
+        }
+        field(c) = n.Scalar();
+    };
+}
+
+Setter int_key(std::function<int&(Config&)> field, long lo, long hi) {
+    return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
+        if (n.IsNull()) return;
+        long v = 0;
+        bool ok = n.IsScalar();
+        if (ok) {
+            const std::string& s = n.Scalar();
+            size_t used = 0;
+            try {
+                v = std::stol(s, &used, 10);
+            } catch (...) {
+                ok = false;
+            }
+            ok = ok && used == s.size() && !s.empty();
+        }
+        if (!ok) return ctx.error(n.Mark(), key, "expected an integer, got " + describe(n));
+        if (v < lo || v > hi)
+            return ctx.error(n.Mark(), key,
+                             "must be between " + std::to_string(lo) + " and " +
+                                 std::to_string(hi) + ", got " + std::to_string(v));
+        field(c) = static_cast<int>(v);
+    };
+}
+
+Setter list_key(std::function<std::vector<std::string>&(Config&)> field,
+                std::function<std::string(const std::string&)> check, bool allow_empty) {
+    return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
+        if (n.IsNull()) return;
+        if (!n.IsSequence())
+            return ctx.error(n.Mark(), key, "expected a list of strings, got " + describe(n));
+        std::vector<std::string> out;
+        size_t i = 0;
+        for (const YAML::Node& e : n) {
+            std::string k = key + "[" + std::to_string(i++) + "]";
+            if (!e.IsScalar()) {
+                ctx.error(e.Mark(), k, "expected a string, got " + describe(e));
+                continue;
+            }
+            std::string why = check ? check(e.Scalar()) : std::string();
+            if (!why.empty()) {
+                ctx.error(e.Mark(), k, why);
+                continue;
+            }
+            out.push_back(e.Scalar());
+        }
+        if (out.empty() && !allow_empty && i == 0)
+            return ctx.error(n.Mark(), key, "must not be empty");
+        field(c) = out;
+    };
+}
+
+std::string check_node_id(const std::string& s) {
+    static const std::regex re("[a-z0-9][a-z0-9._-]{0,63}");
+    if (!std::regex_match(s, re))
+        return "'" + s +
+               "' is not a valid node id (1-64 characters: lower-case letters, digits, '.', '_', "
+               "'-'; it becomes part of MQTT topics)";
+    return {};
+}
+std::string check_site(const std::string& s) {
+    if (s.size() > 128) return "longer than 128 characters";
+    if (s.find_first_of("/+#") != std::string::npos)
+        return "'" + s + "' must not contain '/', '+' or '#' (it becomes part of MQTT topics)";
+    return {};
+}
+std::string check_uri(const std::string& s) {
+    static const std::regex re("(tcp|ssl|mqtt|mqtts|ws|wss)://[^/:\\s]+(:[0-9]{1,5})?/?");
+    if (!std::regex_match(s, re))
+        return "'" + s +
+               "' is not a broker URI (expected scheme://host[:port] with scheme tcp, ssl, mqtt, "
+               "mqtts, ws or wss)";
+    return {};
+}
+std::string check_backend_name(const std::string& s) {
+    static const std::regex re("[a-z0-9_-]{1,32}");
+    if (!std::regex_match(s, re))
+        return "'" + s + "' is not a backend name (lower-case letters, digits, '_', '-')";
+    return {};
+}
+std::string check_abs_path(const std::string& s) {
+    if (s.empty() || s[0] != '/') return "'" + s + "' must be an absolute path";
+    return {};
+}
+std::string check_protocol(const std::string& s) {
+    if (s != "5" && s != "3.1.1") return "'" + s + "' is not an MQTT version (expected 5 or 3.1.1)";
+    return {};
+}
+std::string check_level(const std::string& s) {
+    if (!is_log_level(s))
+        return "'" + s + "' is not a log level (expected trace, debug, info, warn, error or off)";
+    return {};
+}
+
+struct KeyDef {
+    ConfigKey doc;
+    Setter set;
+};
+
+const std::vector<KeyDef>& key_defs() {
+    static const std::vector<KeyDef> defs = {
+        {{"node.id", "string", "\"\"",
+          "Node id, unique in the fleet; empty: the host name, lower-cased"},
+         string_key([](Config& c) -> std::string& { return c.node.id; },
+                    [](const std::string& s) { return s.empty() ? std::string() : check_node_id(s); })},
+        {{"node.site", "string", "\"\"", "Site (edge room, base station) this node belongs to"},
+         string_key([](Config& c) -> std::string& { return c.node.site; }, check_site)},
+        {{"broker.uris", "string-list", "[\"tcp://127.0.0.1:1883\"]",
+          "Broker URIs, tried in order for fail-over"},
+         list_key([](Config& c) -> std::vector<std::string>& { return c.broker.uris; }, check_uri,
+                  false)},
+        {{"broker.keepalive_s", "int", "30", "MQTT keepalive in seconds (5-3600)"},
+         int_key([](Config& c) -> int& { return c.broker.keepalive_s; }, 5, 3600)},
+        {{"broker.protocol", "enum", "\"5\"", "MQTT protocol version: \"5\" or \"3.1.1\""},
+         string_key([](Config& c) -> std::string& { return c.broker.protocol; }, check_protocol)},
+        {{"plugins.dir", "string", "\"\"",
+          "Backend plugin directory; empty: <libdir>/cpn-agent/backends beside the binary"},
+         string_key([](Config& c) -> std::string& { return c.plugins.dir; },
+                    [](const std::string& s) { return s.empty() ? std::string() : check_abs_path(s); })},
+        {{"plugins.enable", "string-list", "[]",
+          "Backends to load (cpu, opencl, cuda, levelzero, xrt); empty: every plugin found"},
+         list_key([](Config& c) -> std::vector<std::string>& { return c.plugins.enable; },
+                  check_backend_name, true)},
+        {{"plugins.disable", "string-list", "[]", "Backends never to load, even when found"},
+         list_key([](Config& c) -> std::vector<std::string>& { return c.plugins.disable; },
+                  check_backend_name, true)},
+        {{"discovery.probe_timeout_ms", "int", "5000",
+          "Time box for one backend's probe and enumeration (100-600000 ms)"},
+         int_key([](Config& c) -> int& { return c.discovery.probe_timeout_ms; }, 100, 600000)},
+        {{"discovery.sysfs_root", "string", "\"/sys\"",
+          "Where sysfs is mounted (tests point it at recorded trees)"},
+         string_key([](Config& c) -> std::string& { return c.discovery.sysfs_root; }, check_abs_path)},
+        {{"state_dir", "string", "\"/var/lib/cpn-agent\"",
+          "State directory: journal, capacity cache, session counter"},
+         string_key([](Config& c) -> std::string& { return c.state_dir; }, check_abs_path)},
+        {{"log.level", "enum", "info", "Log level: trace, debug, info, warn, error or off"},
+         string_key([](Config& c) -> std::string& { return c.log.level; }, check_level)},
+    };
+    return defs;
+}
+
+/* Walks a mapping, reporting unknown and duplicate keys, and descending into sections. */
+void walk(const YAML::Node& map, const std::string& prefix, Ctx& ctx, Config& c) {
+    std::map<std::string, YAML::Mark> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+        const YAML::Node& k = it->first;
+        const YAML::Node& v = it->second;
+        if (!k.IsScalar()) {
+            ctx.error(k.Mark(), prefix.empty() ? "(top level)" : prefix,
+                      "keys must be plain names, got " + describe(k));
+            continue;
+        }
+        const std::string path = prefix.empty() ? k.Scalar() : prefix + "." + k.Scalar();
+        if (auto d = seen.find(k.Scalar()); d != seen.end()) {
+            ctx.error(k.Mark(), path,
+                      "duplicate key (first set at line " + std::to_string(d->second.line + 1) + ")");
+            continue;
+        }
+        seen.emplace(k.Scalar(), k.Mark());
+
+        const KeyDef* def = nullptr;
+        bool is_section = false;
+        for (const KeyDef& kd : key_defs()) {
+            std::string p = kd.doc.path;
+            if (p == path) def = &kd;
+            else if (p.rfind(path + ".", 0) == 0) is_section = true;
+        }
+        if (def != nullptr) {
+            def->set(v, path, ctx, c);
+        } else if (is_section) {
+            if (v.IsNull()) continue;
+            if (!v.IsMap()) {
+                ctx.error(v.Mark(), path, "expected a mapping (a section), got " + describe(v));
+                continue;
+            }
+            walk(v, path, ctx, c);
+        } else {
+            // Suggest the closest known key at this level, the usual cause being a typo.
+            std::string hint;
+            for (const KeyDef& kd : key_defs()) {
+                std::string p = kd.doc.path;
+                std::string parent = prefix.empty() ? "" : prefix + ".";
+                if (p.rfind(parent, 0) != 0) continue;
+                std::string rest = p.substr(parent.size());
+                std::string name = rest.substr(0, rest.find('.'));
+                const std::string& got = k.Scalar();
+                if (name.size() > 0 && (name.find(got) == 0 || got.find(name) == 0 ||
+                                        (name.size() > 3 && got.size() > 3 &&
+                                         name.substr(0, 3) == got.substr(0, 3)))) {
+                    hint = " (did you mean '" + parent + name + "'?)";
+                    break;
+                }
+            }
+            ctx.error(k.Mark(), path, "unknown key" + hint);
+        }
+    }
+}
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_keys() {
+    static const std::vector<ConfigKey> keys = [] {
+        std::vector<ConfigKey> out;
+        for (const KeyDef& d : key_defs()) out.push_back(d.doc);
+        return out;
+    }();
+    return keys;
+}
+
+Result<Config> parse_config(const std::string& yaml_text, const std::string& name) {
+    Ctx ctx{name, {}};
+    Config c;
+    c.source = name;
+    YAML::Node root;
+    try {
+        root = YAML::Load(yaml_text);
+    } catch (const YAML::ParserException& e) {
+        std::ostringstream s;
+        s << name << ":" << (e.mark.line + 1) << ":" << (e.mark.column + 1)
+          << ": YAML syntax error: " << e.msg;
+        return Status(Code::invalid_argument, s.str());
+    } catch (const std::exception& e) {
+        return Status(Code::invalid_argument, name + ": cannot parse YAML: " + e.what());
+    }
+    if (root.IsNull()) return c;  // an empty file: all defaults
+    if (!root.IsMap()) {
+        ctx.error(root.Mark(), "(top level)", "expected a mapping of sections, got " + describe(root));
+    } else {
+        walk(root, "", ctx, c);
+    }
+    for (const std::string& e : c.plugins.enable) {
+        if (std::find(c.plugins.disable.begin(), c.plugins.disable.end(), e) != c.plugins.disable.end())
+            ctx.errors.push_back(name + ": plugins: backend '" + e +
+                                 "' is listed in both plugins.enable and plugins.disable");
+    }
+    if (!ctx.errors.empty()) {
+        std::string msg;
+        for (const std::string& e : ctx.errors) msg += (msg.empty() ? "" : "\n") + e;
+        return Status(Code::invalid_argument, msg);
+    }
+    return c;
+}
+
+Result<Config> load_config(const std::string& path, bool explicit_path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+        if (!explicit_path) return Config{};
+        return Status(Code::not_found, path + ": configuration file not found");
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status(Code::permission_denied, path + ": cannot be read");
+    std::ostringstream s;
+    s << in.rdbuf();
+    if (s.str().size() > (1u << 20))
+        return Status(Code::invalid_argument, path + ": larger than 1 MiB, not a configuration file");
+    return parse_config(s.str(), path);
+}
+
+void finalise_config(Config& c) {
+    if (c.node.id.empty()) {
+        char host[256] = {0};
+        ::gethostname(host, sizeof host - 1);
+        std::string id;
+        for (char ch : std::string(host)) {
+            char l = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            id += (std::isalnum(static_cast<unsigned char>(l)) || l == '.' || l == '_' || l == '-') ? l : '-';
+        }
+        c.node.id = id.empty() ? "node" : id.substr(0, 64);
+    }
+}
+
+}  // namespace cpn

@@ -4,8 +4,6 @@
 // platform order then device order, which is the order the loader itself reports. The list is
 // cached between calls (device_info would otherwise re-walk every platform per device) and
 // refreshed by probe() and device_count(), the two calls the host makes when it (re)discovers.
-#include "opencl_internal.hpp"
-
 #include <CL/cl_ext.h>
 
 #include <cstdio>
@@ -14,6 +12,7 @@
 #include <sstream>
 
 #include "cpn_backend_util.hpp"
+#include "opencl_internal.hpp"
 
 namespace cpn::opencl {
 
@@ -55,7 +54,7 @@ union TopologyAmd {
 constexpr const char* kNoPlatformReason =
     "no OpenCL platform installed (no ICD found under /etc/OpenCL/vendors)";
 
-std::mutex g_mu;                  // guards g_devices and g_enumerated
+std::mutex g_mu;                   // guards g_devices and g_enumerated
 std::vector<DeviceRef> g_devices;  // the flat index
 bool g_enumerated = false;
 
@@ -107,7 +106,8 @@ cpn_status enumerate_locked(cpn_msg* err) {
         rc = clGetDeviceIDs(platforms[pi], CL_DEVICE_TYPE_ALL, 0, nullptr, &n);
         if (rc == CL_DEVICE_NOT_FOUND || (rc == CL_SUCCESS && n == 0)) continue;
         std::vector<cl_device_id> ids(n);
-        if (rc == CL_SUCCESS) rc = clGetDeviceIDs(platforms[pi], CL_DEVICE_TYPE_ALL, n, ids.data(), &n);
+        if (rc == CL_SUCCESS)
+            rc = clGetDeviceIDs(platforms[pi], CL_DEVICE_TYPE_ALL, n, ids.data(), &n);
         if (rc != CL_SUCCESS) {
             std::string name = "#" + std::to_string(pi);
             platform_string(platforms[pi], CL_PLATFORM_NAME, &name);
@@ -121,13 +121,6 @@ cpn_status enumerate_locked(cpn_msg* err) {
     g_devices = std::move(devices);
     g_enumerated = true;
     return CPN_OK;
-}
-
-/* "OpenCL 3.0 PoCL ..." -> 300; 0 when the string is not in the specified form. */
-int parse_cl_version(const std::string& s) {
-    int major = 0, minor = 0;
-    if (std::sscanf(s.c_str(), "OpenCL %d.%d", &major, &minor) != 2) return 0;
-    return major * 100 + minor;
 }
 
 std::string device_type_name(cl_device_type t) {
@@ -249,6 +242,13 @@ bool platform_string(cl_platform_id p, cl_platform_info what, std::string* out) 
     return true;
 }
 
+/* "OpenCL 3.0 PoCL ..." -> 300; 0 when the string is not in the specified form. */
+int parse_cl_version(const std::string& s) {
+    int major = 0, minor = 0;
+    if (std::sscanf(s.c_str(), "OpenCL %d.%d", &major, &minor) != 2) return 0;
+    return major * 100 + minor;
+}
+
 /* Whole-token match: "cl_khr_fp16" must not match inside a longer vendor extension name. */
 bool has_extension(const std::string& extensions, const char* name) {
     const size_t len = std::strlen(name);
@@ -271,9 +271,10 @@ bool has_extension(const std::string& extensions, const char* name) {
  */
 cpn_status probe(cpn_probe_info* out, cpn_msg* err) {
     if (out == nullptr || out->struct_size < sizeof(cpn_probe_info))
-        return fail(err, CPN_E_INVALID_ARGUMENT,
-                    "opencl probe: cpn_probe_info is NULL or smaller than this plugin's (%zu bytes)",
-                    sizeof(cpn_probe_info));
+        return fail(
+            err, CPN_E_INVALID_ARGUMENT,
+            "opencl probe: cpn_probe_info is NULL or smaller than this plugin's (%zu bytes)",
+            sizeof(cpn_probe_info));
     const uint32_t size = out->struct_size;
     std::memset(out, 0, sizeof *out);
     out->struct_size = size;
@@ -283,8 +284,8 @@ cpn_status probe(cpn_probe_info* out, cpn_msg* err) {
     cl_int rc = list_platforms(&platforms);
     if (rc != CL_SUCCESS) {
         out->usable = 0;
-        std::snprintf(out->reason, sizeof out->reason,
-                      "clGetPlatformIDs failed: %s (%d)", cl_error_name(rc), static_cast<int>(rc));
+        std::snprintf(out->reason, sizeof out->reason, "clGetPlatformIDs failed: %s (%d)",
+                      cl_error_name(rc), static_cast<int>(rc));
         return CPN_OK;
     }
     if (platforms.empty()) {
@@ -319,7 +320,8 @@ cpn_status probe(cpn_probe_info* out, cpn_msg* err) {
 }
 
 cpn_status device_count(uint32_t* count, cpn_msg* err) {
-    if (count == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "opencl device_count: count is NULL");
+    if (count == nullptr)
+        return fail(err, CPN_E_INVALID_ARGUMENT, "opencl device_count: count is NULL");
     std::lock_guard<std::mutex> lock(g_mu);
     cpn_status st = enumerate_locked(err);
     if (st != CPN_OK) return st;
@@ -334,8 +336,8 @@ cpn_status lookup_device(uint32_t index, DeviceRef* out, cpn_msg* err) {
         if (st != CPN_OK) return st;
     }
     if (index >= g_devices.size())
-        return fail(err, CPN_E_INVALID_ARGUMENT, "opencl: device index %u out of range (%zu devices)",
-                    index, g_devices.size());
+        return fail(err, CPN_E_INVALID_ARGUMENT,
+                    "opencl: device index %u out of range (%zu devices)", index, g_devices.size());
     *out = g_devices[index];
     return CPN_OK;
 }
@@ -404,13 +406,15 @@ cpn_status device_info(uint32_t index, cpn_device_desc* out, cpn_msg* err) {
     }
 
     // Attributes, in a stable order.
-    if (platform_string(ref.platform, CL_PLATFORM_NAME, &s)) plugin::attr_str(out, "opencl.platform", s);
+    if (platform_string(ref.platform, CL_PLATFORM_NAME, &s))
+        plugin::attr_str(out, "opencl.platform", s);
     if (platform_string(ref.platform, CL_PLATFORM_VENDOR, &s))
         plugin::attr_str(out, "opencl.platform_vendor", s);
     if (platform_string(ref.platform, CL_PLATFORM_VERSION, &s))
         plugin::attr_str(out, "opencl.platform_version", s);
     if (device_string(d, CL_DEVICE_VERSION, &s)) plugin::attr_str(out, "opencl.device_version", s);
-    if (device_string(d, CL_DEVICE_OPENCL_C_VERSION, &s)) plugin::attr_str(out, "opencl.c_version", s);
+    if (device_string(d, CL_DEVICE_OPENCL_C_VERSION, &s))
+        plugin::attr_str(out, "opencl.c_version", s);
     if (type != 0) plugin::attr_str(out, "opencl.device_type", device_type_name(type));
     size_t wg = 0;
     if (device_value(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, &wg))

@@ -2,11 +2,10 @@
 //
 // Operators read "CL_OUT_OF_RESOURCES (-5)" far more easily than "-5", and the vendor's own
 // name is what they will search for, so every message carries the name and the number.
-#include "opencl_internal.hpp"
-
 #include <CL/cl_ext.h>
 
 #include "cpn_backend_util.hpp"
+#include "opencl_internal.hpp"
 
 namespace cpn::opencl {
 

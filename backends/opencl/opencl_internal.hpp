@@ -11,11 +11,11 @@
 #endif
 #include <CL/cl.h>
 
-#include "cpn_backend.h"
-
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "cpn_backend.h"
 
 namespace cpn::opencl {
 
@@ -57,6 +57,9 @@ void reset_discovery();
 /* Typed clGetDeviceInfo helpers: false (and the output untouched) when the query fails. */
 bool device_string(cl_device_id d, cl_device_info what, std::string* out);
 bool platform_string(cl_platform_id p, cl_platform_info what, std::string* out);
+
+/* "OpenCL 3.0 <vendor text>" (platform and device versions) -> 300; 0 when unparsable. */
+int parse_cl_version(const std::string& s);
 
 /* True when `name` is one of the space-separated tokens of an extension string. */
 bool has_extension(const std::string& extensions, const char* name);

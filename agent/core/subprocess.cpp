@@ -33,6 +33,8 @@ void close_fd(int& fd) {
 /* posix_spawn rather than fork: safe in a multi-threaded process, and the child gets its own
  * process group so a runtime that forked helpers is killed whole at the deadline. */
 bool spawn(const std::vector<std::string>& argv, Child& c, std::string& error) {
+    // Before posix_spawn: with vfork semantics a short child may finish before it returns.
+    c.start = Clock::now();
     int out[2], err[2];
     if (::pipe2(out, O_CLOEXEC) != 0) {
         error = std::string("pipe: ") + std::strerror(errno);
@@ -70,7 +72,6 @@ bool spawn(const std::vector<std::string>& argv, Child& c, std::string& error) {
     }
     c.out_fd = out[0];
     c.err_fd = err[0];
-    c.start = Clock::now();
     return true;
 }
 

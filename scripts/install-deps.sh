@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything cpn-agent needs to build and test on Debian 12, from Debian's packages only.
+# The CUDA toolkit is not a Debian package: where /usr/local/cuda exists the CUDA backend builds,
+# elsewhere it is skipped (the plugin loads the driver at run time either way).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  # toolchain
+  cmake g++ make pkg-config git
+  # core libraries
+  libhwloc-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev pci.ids
+  # backends: OpenCL (PoCL gives a real CPU device), oneAPI Level Zero loader, Xilinx XRT
+  ocl-icd-opencl-dev opencl-headers opencl-c-headers pocl-opencl-icd libze-dev libze1 libxrt-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev python3 python3-jsonschema
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

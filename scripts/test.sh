@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Every test on a fresh Debian 12 machine (as root): install, build with -Werror, run CTest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh
+cd build
+ctest --output-on-failure -j"$(nproc)" --timeout 300

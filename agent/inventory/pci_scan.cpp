@@ -52,12 +52,13 @@ constexpr uint16_t kNpuVendors[] = {
 // Vendors that make NPUs among many other things: kept only with a processing-accelerator class.
 constexpr uint16_t kNpuVendorsByClass[] = {kVendorHuawei /* Ascend */, kVendorQualcomm /* AI 100 */};
 
-// Intel FPGA Programmable Acceleration Cards, which carry Intel's vendor id, not Altera's.
+// Intel FPGA Programmable Acceleration Cards, which carry Intel's vendor id, not Altera's: the
+// physical and virtual functions the Linux DFL driver (drivers/fpga/dfl-pci.c) binds.
 constexpr std::pair<uint16_t, uint16_t> kIntelFpgaPac[] = {
-    {kVendorIntel, 0x09c4},  // PAC with Arria 10 GX
-    {kVendorIntel, 0x0b2b},  // PAC D5005 (Stratix 10 SX)
-    {kVendorIntel, 0x0b30},  // PAC N3000 FPGA management function
-    {kVendorIntel, 0x0bcb},  // PAC N3000 / N5010 FPGA function (DFL)
+    {kVendorIntel, 0x09c4}, {kVendorIntel, 0x09c5},  // PAC with Arria 10 GX (PF, VF)
+    {kVendorIntel, 0x0b2b}, {kVendorIntel, 0x0b2c},  // PAC D5005, Stratix 10 SX (PF, VF)
+    {kVendorIntel, 0x0b30}, {kVendorIntel, 0x0b31},  // PAC N3000 (PF, VF)
+    {kVendorIntel, 0xbcce}, {kVendorIntel, 0xbccf},  // OFS / DFL cards, e.g. N6000 (PF, VF)
 };
 
 // Display controllers that are not compute devices: they are VGA chips for a server console,

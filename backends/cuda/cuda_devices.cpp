@@ -4,6 +4,7 @@
 
 #include "cpn_backend_util.hpp"
 #include "cuda_driver.hpp"
+#include "cuda_errors.hpp"
 
 #include <cstring>
 #include <fstream>
@@ -72,8 +73,7 @@ void add_attributes(const DriverApi* api, CUdevice dev, const DriverState& st,
                     const std::string& name, int cc_major, int cc_minor, uint64_t mem_bytes,
                     cpn_device_desc* out) {
     attr_str(out, "nvidia.com/gpu.product", product_label(name));
-    attr_int(out, "nvidia.com/gpu.memory", static_cast<int64_t>(mem_bytes / (1024 * 1024)),
-             "MiB");
+    attr_int(out, "nvidia.com/gpu.memory", static_cast<int64_t>(mem_bytes / (1024 * 1024)), "MiB");
     attr_int(out, "nvidia.com/gpu.compute.major", cc_major);
     attr_int(out, "nvidia.com/gpu.compute.minor", cc_minor);
     attr_str(out, "nvidia.com/gpu.family", gpu_family(cc_major, cc_minor));
@@ -183,8 +183,7 @@ cpn_status device_info(uint32_t index, cpn_device_desc* out, cpn_msg* err) {
     int cc_major = 0, cc_minor = 0;
     r = api->device_get_attribute(&cc_major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
     if (r == CUDA_SUCCESS) {
-        r = api->device_get_attribute(&cc_minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
-                                      dev);
+        r = api->device_get_attribute(&cc_minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
     }
     if (r != CUDA_SUCCESS) {
         return fail(err, CPN_E_UNAVAILABLE,

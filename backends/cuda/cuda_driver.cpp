@@ -1,8 +1,9 @@
-// cuda_driver.cpp: dlopen of libcuda.so.1, dlsym of the entry points, cuInit, and the
-// translation of CUresult codes into text.
+// cuda_driver.cpp: dlopen of libcuda.so.1, dlsym of the entry points, cuInit and the driver
+// versions.
 #include "cuda_driver.hpp"
 
 #include "cpn_backend_util.hpp"
+#include "cuda_errors.hpp"
 #include "cuda_log.hpp"
 
 #include <dlfcn.h>
@@ -18,9 +19,9 @@ namespace {
 constexpr const char* kDriverLibrary = "libcuda.so.1";
 
 std::mutex g_mutex;
-DriverApi g_api;          /* filled once; never cleared (libcuda.so.1 is never unloaded) */
+DriverApi g_api; /* filled once; never cleared (libcuda.so.1 is never unloaded) */
 bool g_api_loaded = false;
-DriverState g_state;      /* cached once usable */
+DriverState g_state; /* cached once usable */
 
 /* Resolves one symbol into `slot`; records the first missing name in `missing`. */
 template <typename Fn>
@@ -159,43 +160,10 @@ DriverState driver_state() {
     std::lock_guard<std::mutex> lock(g_mutex);
     if (g_state.usable) return g_state;
     g_state = initialise();
-    log(1, g_state.usable ? "CUDA driver API " + format_api_version(g_state.driver_api_version) +
-                                " usable"
-                          : "CUDA not usable: " + g_state.reason);
+    log(1, g_state.usable
+               ? "CUDA driver API " + format_api_version(g_state.driver_api_version) + " usable"
+               : "CUDA not usable: " + g_state.reason);
     return g_state;
-}
-
-std::string error_text(const DriverApi* api, CUresult r) {
-    const char* name = nullptr;
-    const char* text = nullptr;
-    if (api != nullptr && api->get_error_name != nullptr) api->get_error_name(r, &name);
-    if (api != nullptr && api->get_error_string != nullptr) api->get_error_string(r, &text);
-    std::string out = name != nullptr ? name : "CUDA error " + std::to_string(static_cast<int>(r));
-    if (text != nullptr && *text != '\0') out += std::string(" (") + text + ")";
-    return out;
-}
-
-bool is_sticky(CUresult r) {
-    switch (r) {
-        case CUDA_ERROR_ECC_UNCORRECTABLE:
-        case CUDA_ERROR_NVLINK_UNCORRECTABLE:
-        case CUDA_ERROR_ILLEGAL_ADDRESS:
-        case CUDA_ERROR_LAUNCH_TIMEOUT:
-        case CUDA_ERROR_ASSERT:
-        case CUDA_ERROR_HARDWARE_STACK_ERROR:
-        case CUDA_ERROR_ILLEGAL_INSTRUCTION:
-        case CUDA_ERROR_MISALIGNED_ADDRESS:
-        case CUDA_ERROR_INVALID_ADDRESS_SPACE:
-        case CUDA_ERROR_INVALID_PC:
-        case CUDA_ERROR_LAUNCH_FAILED:
-        case CUDA_ERROR_CONTAINED:
-        case CUDA_ERROR_EXTERNAL_DEVICE:
-        case CUDA_ERROR_DEVICE_UNAVAILABLE:
-        case CUDA_ERROR_CONTEXT_IS_DESTROYED:
-            return true;
-        default:
-            return false;
-    }
 }
 
 std::string format_api_version(int v) {

@@ -49,22 +49,15 @@ struct DriverApi {
 struct DriverState {
     const DriverApi* api = nullptr; /* non-null once libcuda.so.1 loaded and resolved */
     bool usable = false;            /* cuInit succeeded and at least one device is visible */
-    bool broken = false;            /* the driver is there but failed (not a quiet "nothing here") */
-    std::string reason;             /* why not usable */
-    int driver_api_version = 0;     /* cuDriverGetVersion, e.g. 13000 */
-    std::string driver_version;     /* kernel module version ("580.65.06") or "" */
+    bool broken = false;        /* the driver is there but failed (not a quiet "nothing here") */
+    std::string reason;         /* why not usable */
+    int driver_api_version = 0; /* cuDriverGetVersion, e.g. 13000 */
+    std::string driver_version; /* kernel module version ("580.65.06") or "" */
 };
 
 /* Loads and initialises the driver on first use and returns the outcome; later calls return the
  * cached outcome once usable, and retry while not (a driver may appear after an install). */
 DriverState driver_state();
-
-/* "CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)", or the number when the driver
- * cannot name it. */
-std::string error_text(const DriverApi* api, CUresult r);
-
-/* True for the errors after which the context is unusable (the device faulted). */
-bool is_sticky(CUresult r);
 
 /* "13.0" from 13000. */
 std::string format_api_version(int v);

@@ -16,8 +16,7 @@ std::atomic<LogFn> g_log{nullptr};
  * truncated cpn_host never makes the plugin read past its end. */
 void set_host(const cpn_host* host) {
     LogFn fn = nullptr;
-    if (host != nullptr &&
-        host->struct_size >= offsetof(cpn_host, log) + sizeof(host->log)) {
+    if (host != nullptr && host->struct_size >= offsetof(cpn_host, log) + sizeof(host->log)) {
         fn = host->log;
     }
     g_log.store(fn, std::memory_order_release);

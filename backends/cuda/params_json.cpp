@@ -2,9 +2,9 @@
 // ({"a": 2.5, "label": "x", "opts": {...}}) and skip whatever else it holds.
 #include "params_json.hpp"
 
-#include <cerrno>
-#include <cstdlib>
+#include <charconv>
 #include <cstring>
+#include <system_error>
 
 namespace cpn::cuda {
 namespace {
@@ -38,7 +38,7 @@ struct Scanner {
         ++p;
         return true;
     }
-    /* A number per the JSON grammar, converted with strtod. */
+    /* A number per the JSON grammar. */
     bool number(double* out) {
         const char* start = p;
         if (*p == '-') ++p;
@@ -61,10 +61,10 @@ struct Scanner {
             while (*p >= '0' && *p <= '9') ++p;
         }
         if (out != nullptr) {
-            std::string text(start, static_cast<size_t>(p - start));
-            errno = 0;
-            *out = std::strtod(text.c_str(), nullptr);
-            if (errno == ERANGE) return bad("number out of range");
+            /* from_chars, not strtod: independent of the host's LC_NUMERIC. */
+            auto [end, ec] = std::from_chars(start, p, *out);
+            if (ec == std::errc::result_out_of_range) return bad("number out of range");
+            if (ec != std::errc() || end != p) return bad("malformed number");
         }
         return true;
     }
@@ -92,7 +92,10 @@ struct Scanner {
                     ++p;
                     if (!skip(depth + 1)) return false;
                     ws();
-                    if (*p == ',') { ++p; continue; }
+                    if (*p == ',') {
+                        ++p;
+                        continue;
+                    }
                     if (*p == '}') return ++p, true;
                     return bad("expected ',' or '}'");
                 }
@@ -104,7 +107,10 @@ struct Scanner {
                 for (;;) {
                     if (!skip(depth + 1)) return false;
                     ws();
-                    if (*p == ',') { ++p; continue; }
+                    if (*p == ',') {
+                        ++p;
+                        continue;
+                    }
                     if (*p == ']') return ++p, true;
                     return bad("expected ',' or ']'");
                 }
@@ -139,9 +145,15 @@ bool json_number_member(const char* json, const char* key, double* value, bool* 
             for (;;) {
                 s.ws();
                 std::string name;
-                if (!s.string(&name)) { ok = false; break; }
+                if (!s.string(&name)) {
+                    ok = false;
+                    break;
+                }
                 s.ws();
-                if (*s.p != ':') { ok = s.bad("expected ':'"); break; }
+                if (*s.p != ':') {
+                    ok = s.bad("expected ':'");
+                    break;
+                }
                 ++s.p;
                 s.ws();
                 if (name == key) {
@@ -149,15 +161,24 @@ bool json_number_member(const char* json, const char* key, double* value, bool* 
                         *error = std::string("params_json member \"") + key + "\" is not a number";
                         return false;
                     }
-                    if (!s.number(value)) { ok = false; break; }
+                    if (!s.number(value)) {
+                        ok = false;
+                        break;
+                    }
                     *found = true;
                 } else if (!s.skip(1)) {
                     ok = false;
                     break;
                 }
                 s.ws();
-                if (*s.p == ',') { ++s.p; continue; }
-                if (*s.p == '}') { ++s.p; break; }
+                if (*s.p == ',') {
+                    ++s.p;
+                    continue;
+                }
+                if (*s.p == '}') {
+                    ++s.p;
+                    break;
+                }
                 ok = s.bad("expected ',' or '}'");
                 break;
             }

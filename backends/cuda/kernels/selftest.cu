@@ -9,8 +9,7 @@
  * contracting the two operations into one FMA, so the result is bit-identical to the host's
  * `a * x[i] + y[i]` in IEEE float and the self-test can compare exactly. */
 extern "C" __global__ void cpn_selftest_saxpy(unsigned long long n, float a,
-                                              const float* __restrict__ x,
-                                              float* __restrict__ y) {
+                                              const float* __restrict__ x, float* __restrict__ y) {
     const unsigned long long stride =
         static_cast<unsigned long long>(blockDim.x) * static_cast<unsigned long long>(gridDim.x);
     for (unsigned long long i =

@@ -194,3 +194,61 @@ TEST(Discovery, EveryFailureAtOnce) {
 
 }  // namespace
 }  // namespace cpn
+
+namespace cpn {
+namespace {
+
+/* A recorded Alveo card and an Intel NPU on the bus, and a backend that claims the card's user
+ * function and the NPU: each becomes one device with a runtime; the management function stays
+ * listed with "no runtime". */
+TEST(Discovery, FakeAcceleratorsJoinTheirRecordedPciDevices) {
+    test::TempDir dir;
+    ASSERT_TRUE(test::copy_plugin(CPN_TEST_PLUGIN_DIR, "fakeaccel", dir.path()));
+    ::setenv("CPN_FAKE_ACCEL_DEVICES",
+             "fpga,0000:AF:00.1,Alveo U250 (fake);npu,0000:00:0b.0,Fake NPU,firmware hang detected", 1);
+    DiscoveryOptions o = options_for(dir.path());
+    o.sysfs_root = std::string(CPN_FIXTURES_DIR) + "/sysfs/xilinx-card";
+    Inventory inv = discover(o);
+    ::unsetenv("CPN_FAKE_ACCEL_DEVICES");
+
+    const Device* user = nullptr;
+    const Device* mgmt = nullptr;
+    const Device* npu = nullptr;
+    for (const Device& d : inv.devices) {
+        if (d.id == "pci-0000:af:00.1") user = &d;
+        if (d.id == "pci-0000:af:00.0") mgmt = &d;
+        if (d.id == "pci-0000:00:0b.0") npu = &d;
+    }
+    ASSERT_NE(user, nullptr);
+    EXPECT_EQ(user->device_class, DeviceClass::fpga);
+    ASSERT_EQ(user->runtimes.size(), 1u);
+    EXPECT_EQ(user->runtimes[0].backend, "fakeaccel");
+    EXPECT_EQ(user->model, "Alveo U250 (fake)");
+    EXPECT_EQ(user->attributes.count("pci.vendor_id"), 1u);  // the bus view is kept
+    EXPECT_TRUE(user->health.healthy);
+    ASSERT_NE(mgmt, nullptr);
+    EXPECT_TRUE(mgmt->runtimes.empty());
+    EXPECT_NE(mgmt->health.reason.find("no runtime"), std::string::npos) << mgmt->health.reason;
+    // Not on this recorded bus: listed from the runtime alone, with its health.
+    ASSERT_NE(npu, nullptr);
+    EXPECT_EQ(npu->device_class, DeviceClass::npu);
+    EXPECT_FALSE(npu->health.healthy);
+    EXPECT_EQ(npu->health.reason, "firmware hang detected");
+}
+
+TEST(Discovery, RecordedNpuUnderAccelClassIsListedWithoutRuntime) {
+    test::TempDir dir;
+    DiscoveryOptions o = options_for(dir.path());
+    o.sysfs_root = std::string(CPN_FIXTURES_DIR) + "/sysfs/npu-accel";
+    o.pci_ids_path = "";
+    Inventory inv = discover(o);
+    const Device* npu = nullptr;
+    for (const Device& d : inv.devices)
+        if (d.device_class == DeviceClass::npu) npu = &d;
+    ASSERT_NE(npu, nullptr);
+    EXPECT_TRUE(npu->runtimes.empty());
+    EXPECT_NE(npu->health.reason.find("no runtime"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cpn

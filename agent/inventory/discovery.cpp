@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <future>
 
+#include <spdlog/spdlog.h>
+
 #include "core/paths.hpp"
 #include "inventory/cpu_scan.hpp"
 #include "inventory/merge.hpp"
@@ -102,6 +104,11 @@ Inventory discover(const DiscoveryOptions& opt, std::vector<std::string>* warnin
 
     const auto tm = Clock::now();
     for (const PluginOutcome& o : outcomes) {
+        // The verbose switch explains every loading decision (hwloc's HWLOC_COMPONENTS_VERBOSE).
+        spdlog::debug("plugin {} ({}): {} at {}{}{}; {} device(s), {:.1f} ms", o.report.name,
+                      o.report.path, o.report.status, o.report.stage,
+                      o.report.reason.empty() ? "" : ": ", o.report.reason, o.devices.size(),
+                      o.report.total_ms);
         merge_devices(devices, o.devices);
         inv.plugins.push_back(o.report);
     }

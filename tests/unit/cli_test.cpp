@@ -86,3 +86,17 @@ TEST(Cli, DiscoverToUnwritableFileExitsOne) {
 
 }  // namespace
 }  // namespace cpn
+
+namespace cpn {
+namespace {
+
+/* The core links no vendor runtime: vendor code is reached only through dlopen'ed plugins. */
+TEST(Cli, CoreBinaryLinksNoVendorRuntime) {
+    auto r = test::run_command("ldd " + agent());
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    for (const char* lib : {"libcuda", "libcudart", "libOpenCL", "libze_loader", "libxrt", "libnvidia"})
+        EXPECT_EQ(r.out.find(lib), std::string::npos) << "cpn-agent links " << lib << ":\n" << r.out;
+}
+
+}  // namespace
+}  // namespace cpn

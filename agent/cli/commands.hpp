@@ -25,5 +25,6 @@ struct GlobalOptions {
 /* Each registrar adds its subcommand and returns the action to run when it was chosen. */
 std::function<int()> add_discover_command(CLI::App& app, const GlobalOptions& g);
 std::function<int()> add_probe_plugin_command(CLI::App& app);
+std::function<int()> add_run_command(CLI::App& app, const GlobalOptions& g);
 
 }  // namespace cpn::cli

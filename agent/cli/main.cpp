@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     std::vector<std::pair<CLI::App*, std::function<int()>>> actions;
     auto reg = [&](std::function<int()> f) { actions.emplace_back(app.get_subcommands({}).back(), f); };
     reg(cpn::cli::add_discover_command(app, g));
+    reg(cpn::cli::add_run_command(app, g));
     reg(cpn::cli::add_probe_plugin_command(app));
 
     try {
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
         return cpn::cli::kExitUsage;
     }
     g.config_explicit = config_opt->count() > 0;
-    cpn::init_logging(g.log_level.empty() ? "warn" : g.log_level);
+    cpn::init_logging(!g.log_level.empty() ? g.log_level : app.got_subcommand("run") ? "info" : "warn");
 
     if (version) {
         std::printf("cpn-agent %s (git %s)\nplugin ABI %u\nbackends built: %s\n", CPN_VERSION,

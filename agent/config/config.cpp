@@ -20,10 +20,12 @@ namespace {
 struct Ctx {
     std::string file;
     std::vector<std::string> errors;
+    std::vector<std::string> sections;
     void error(const YAML::Mark& m, const std::string& key, const std::string& what) {
         std::ostringstream s;
         s << file << ":" << (m.line + 1) << ":" << (m.column + 1) << ": " << key << ": " << what;
         errors.push_back(s.str());
+        sections.push_back(key.substr(0, key.find_first_of(".[")));
     }
 };
 
@@ -76,6 +78,41 @@ Setter int_key(std::function<int&(Config&)> field, long lo, long hi) {
                              "must be between " + std::to_string(lo) + " and " +
                                  std::to_string(hi) + ", got " + std::to_string(v));
         field(c) = static_cast<int>(v);
+    };
+}
+
+Setter int64_key(std::function<int64_t&(Config&)> field, int64_t lo, int64_t hi) {
+    return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
+        if (n.IsNull()) return;
+        int64_t v = 0;
+        bool ok = n.IsScalar();
+        if (ok) {
+            const std::string& s = n.Scalar();
+            size_t used = 0;
+            try {
+                v = std::stoll(s, &used, 10);
+            } catch (...) {
+                ok = false;
+            }
+            ok = ok && used == s.size() && !s.empty();
+        }
+        if (!ok) return ctx.error(n.Mark(), key, "expected an integer, got " + describe(n));
+        if (v < lo || v > hi)
+            return ctx.error(n.Mark(), key,
+                             "must be between " + std::to_string(lo) + " and " +
+                                 std::to_string(hi) + ", got " + std::to_string(v));
+        field(c) = v;
+    };
+}
+
+Setter bool_key(std::function<bool&(Config&)> field) {
+    return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
+        if (n.IsNull()) return;
+        if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) {
+            field(c) = n.Scalar() == "true";
+            return;
+        }
+        ctx.error(n.Mark(), key, "expected true or false, got " + describe(n));
     };
 }
 
@@ -138,6 +175,9 @@ std::string check_abs_path(const std::string& s) {
     if (s.empty() || s[0] != '/') return "'" + s + "' must be an absolute path";
     return {};
 }
+std::string check_abs_path_or_empty(const std::string& s) {
+    return s.empty() ? std::string() : check_abs_path(s);
+}
 std::string check_protocol(const std::string& s) {
     if (s != "5" && s != "3.1.1") return "'" + s + "' is not an MQTT version (expected 5 or 3.1.1)";
     return {};
@@ -169,6 +209,35 @@ const std::vector<KeyDef>& key_defs() {
          int_key([](Config& c) -> int& { return c.broker.keepalive_s; }, 5, 3600)},
         {{"broker.protocol", "enum", "\"5\"", "MQTT protocol version: \"5\" or \"3.1.1\""},
          string_key([](Config& c) -> std::string& { return c.broker.protocol; }, check_protocol)},
+        {{"broker.connect_timeout_s", "int", "10", "Seconds to wait for a connection to be accepted (1-300)"},
+         int_key([](Config& c) -> int& { return c.broker.connect_timeout_s; }, 1, 300)},
+        {{"broker.username", "string", "\"\"", "User name for the broker; empty: none"},
+         string_key([](Config& c) -> std::string& { return c.broker.username; })},
+        {{"broker.password_file", "string", "\"\"",
+          "File holding the password (mode 0600 or stricter); never put it on the command line"},
+         string_key([](Config& c) -> std::string& { return c.broker.password_file; }, check_abs_path_or_empty)},
+        {{"broker.tls.ca_file", "string", "\"\"",
+          "CA bundle to verify the broker with (ssl://, mqtts://); empty: the system trust store"},
+         string_key([](Config& c) -> std::string& { return c.broker.tls.ca_file; }, check_abs_path_or_empty)},
+        {{"broker.tls.cert_file", "string", "\"\"", "Client certificate for mutual TLS; empty: none"},
+         string_key([](Config& c) -> std::string& { return c.broker.tls.cert_file; }, check_abs_path_or_empty)},
+        {{"broker.tls.key_file", "string", "\"\"",
+          "Client private key for mutual TLS (mode 0600 or stricter)"},
+         string_key([](Config& c) -> std::string& { return c.broker.tls.key_file; }, check_abs_path_or_empty)},
+        {{"broker.tls.verify", "bool", "true",
+          "Verify the broker's certificate and host name; false only for a lab broker"},
+         bool_key([](Config& c) -> bool& { return c.broker.tls.verify; })},
+        {{"broker.reconnect_min_ms", "int", "1000", "First reconnect delay; doubles per failure, with jitter (100-60000)"},
+         int_key([](Config& c) -> int& { return c.broker.reconnect_min_ms; }, 100, 60000)},
+        {{"broker.reconnect_max_ms", "int", "60000", "Longest reconnect delay (1000-3600000)"},
+         int_key([](Config& c) -> int& { return c.broker.reconnect_max_ms; }, 1000, 3600000)},
+        {{"telemetry.interval_s", "int", "10", "Seconds between telemetry messages (1-3600)"},
+         int_key([](Config& c) -> int& { return c.telemetry.interval_s; }, 1, 3600)},
+        {{"store.max_bytes", "int", "67108864",
+          "Cap of the on-disk store-and-forward buffer in bytes; when full the oldest telemetry is dropped"},
+         int64_key([](Config& c) -> int64_t& { return c.store.max_bytes; }, 65536, 1ll << 40)},
+        {{"store.max_age_s", "int", "604800", "Telemetry older than this is dropped from the buffer (60-31536000)"},
+         int64_key([](Config& c) -> int64_t& { return c.store.max_age_s; }, 60, 31536000)},
         {{"plugins.dir", "string", "\"\"",
           "Backend plugin directory; empty: <libdir>/cpn-agent/backends beside the binary"},
          string_key([](Config& c) -> std::string& { return c.plugins.dir; },
@@ -263,9 +332,10 @@ const std::vector<ConfigKey>& config_keys() {
     return keys;
 }
 
-Result<Config> parse_config(const std::string& yaml_text, const std::string& name) {
-    Ctx ctx{name, {}};
-    Config c;
+ConfigReport check_config(const std::string& yaml_text, const std::string& name) {
+    ConfigReport rep;
+    Ctx ctx{name, {}, {}};
+    Config& c = rep.config;
     c.source = name;
     YAML::Node root;
     try {
@@ -274,27 +344,50 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& nam
         std::ostringstream s;
         s << name << ":" << (e.mark.line + 1) << ":" << (e.mark.column + 1)
           << ": YAML syntax error: " << e.msg;
-        return Status(Code::invalid_argument, s.str());
+        rep.errors.push_back(s.str());
+        rep.sections.push_back("(file)");
+        return rep;
     } catch (const std::exception& e) {
-        return Status(Code::invalid_argument, name + ": cannot parse YAML: " + e.what());
+        rep.errors.push_back(name + ": cannot parse YAML: " + e.what());
+        rep.sections.push_back("(file)");
+        return rep;
     }
-    if (root.IsNull()) return c;  // an empty file: all defaults
+    if (root.IsNull()) return rep;  // an empty file: all defaults
     if (!root.IsMap()) {
         ctx.error(root.Mark(), "(top level)", "expected a mapping of sections, got " + describe(root));
+        ctx.sections.back() = "(file)";
     } else {
         walk(root, "", ctx, c);
     }
     for (const std::string& e : c.plugins.enable) {
-        if (std::find(c.plugins.disable.begin(), c.plugins.disable.end(), e) != c.plugins.disable.end())
+        if (std::find(c.plugins.disable.begin(), c.plugins.disable.end(), e) != c.plugins.disable.end()) {
             ctx.errors.push_back(name + ": plugins: backend '" + e +
                                  "' is listed in both plugins.enable and plugins.disable");
+            ctx.sections.push_back("plugins");
+        }
     }
-    if (!ctx.errors.empty()) {
+    if (c.broker.reconnect_min_ms > c.broker.reconnect_max_ms) {
+        ctx.errors.push_back(name + ": broker: reconnect_min_ms (" + std::to_string(c.broker.reconnect_min_ms) +
+                             ") is larger than reconnect_max_ms (" + std::to_string(c.broker.reconnect_max_ms) + ")");
+        ctx.sections.push_back("broker");
+    }
+    if (c.broker.tls.cert_file.empty() != c.broker.tls.key_file.empty()) {
+        ctx.errors.push_back(name + ": broker.tls: cert_file and key_file go together (mutual TLS needs both)");
+        ctx.sections.push_back("broker");
+    }
+    rep.errors = std::move(ctx.errors);
+    rep.sections = std::move(ctx.sections);
+    return rep;
+}
+
+Result<Config> parse_config(const std::string& yaml_text, const std::string& name) {
+    ConfigReport rep = check_config(yaml_text, name);
+    if (!rep.errors.empty()) {
         std::string msg;
-        for (const std::string& e : ctx.errors) msg += (msg.empty() ? "" : "\n") + e;
+        for (const std::string& e : rep.errors) msg += (msg.empty() ? "" : "\n") + e;
         return Status(Code::invalid_argument, msg);
     }
-    return c;
+    return rep.config;
 }
 
 Result<Config> load_config(const std::string& path, bool explicit_path) {

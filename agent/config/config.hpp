@@ -3,6 +3,7 @@
 // are errors, never silently ignored.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,25 @@ struct Config {
         std::vector<std::string> uris{"tcp://127.0.0.1:1883"};
         int keepalive_s = 30;
         std::string protocol = "5";  // "5" or "3.1.1"
+        int connect_timeout_s = 10;
+        std::string username;
+        std::string password_file;   // read at connect time; never on the command line
+        struct Tls {
+            std::string ca_file;     // "" -> the system trust store
+            std::string cert_file;   // client certificate (mutual TLS)
+            std::string key_file;
+            bool verify = true;      // verify the server certificate and host name
+        } tls;
+        int reconnect_min_ms = 1000;
+        int reconnect_max_ms = 60000;
     } broker;
+    struct Telemetry {
+        int interval_s = 10;
+    } telemetry;
+    struct Store {
+        int64_t max_bytes = 64ll << 20;
+        int64_t max_age_s = 7 * 24 * 3600;
+    } store;
     struct Plugins {
         std::string dir;   // "" -> relative to the binary
         std::vector<std::string> enable;   // empty -> every plugin found
@@ -46,6 +65,16 @@ struct ConfigKey {
     const char* comment;
 };
 const std::vector<ConfigKey>& config_keys();
+
+/* Every problem found, and the top-level sections they are in ("broker", "telemetry"), so the
+ * daemon can disable one feature rather than refuse to start. `config` holds the defaults for
+ * every key that was wrong. */
+struct ConfigReport {
+    Config config;
+    std::vector<std::string> errors;
+    std::vector<std::string> sections;  // one per error, same order
+};
+ConfigReport check_config(const std::string& yaml_text, const std::string& name);
 
 /* Parses YAML text; `name` is used in messages ("agent.yaml"). All problems are reported, one
  * per line, each as "<name>:<line>:<col>: <key>: <what is wrong>". */

@@ -1,0 +1,614 @@
+#include "daemon/daemon.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "config/config.hpp"
+#include "core/log.hpp"
+#include "daemon/commands.hpp"
+#include "inventory/discovery.hpp"
+#include "mqtt/messages.hpp"
+#include "mqtt/mqtt_session.hpp"
+#include "store/outbox.hpp"
+#include "store/session_counter.hpp"
+#include "telemetry_sampler.hpp"
+
+namespace cpn {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Event {
+    enum Type { lost, message, delivered, terminate, reload } type;
+    std::string a, b;  // lost: cause; message: topic, payload
+    int64_t tag = 0;
+    bool ok = false;
+};
+
+/* Where a configuration error leaves the daemon: these sections make it useless (it cannot say
+ * who it is or reach the brain); errors elsewhere disable one feature. */
+bool fatal_section(const std::string& s) {
+    return s == "(file)" || s == "node" || s == "broker" || s == "state_dir" || s == "(top level)";
+}
+
+Result<std::string> read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status(Code::not_found, path + ": cannot be read");
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+class Daemon {
+public:
+    explicit Daemon(DaemonOptions o) : opt_(std::move(o)) {}
+    int run();
+
+private:
+    // set-up
+    int load_configuration();
+    Status check_broker_files();
+    void open_state();
+    void discover_node();
+    void start_signal_thread();
+    // session
+    void start_connect();
+    void poll_connect();
+    bool on_connected();
+    void publish_retained_state();
+    void schedule_reconnect();
+    // work
+    void produce_telemetry();
+    void pump_outbox();
+    void send_ack(const mqtt::Ack& ack);
+    void handle_command(const std::string& payload);
+    void reload();
+    void shutdown();
+    // events
+    void push(Event e);
+    std::optional<Event> wait_event(Clock::time_point until);
+
+    DaemonOptions opt_;
+    Config cfg_;
+    bool telemetry_enabled_ = true;
+    std::unique_ptr<mqtt::Topics> topics_;
+    Inventory inv_;
+    std::unique_ptr<Outbox> outbox_;
+    std::optional<SessionCounter> counter_;
+    std::unique_ptr<mqtt::Session> session_;
+    std::unique_ptr<telemetry::TelemetrySampler> sampler_;
+
+    enum class State { disconnected, connecting, online } state_ = State::disconnected;
+    int64_t bdseq_ = 0;
+    int failures_ = 0;
+    Clock::time_point next_connect_{}, next_telemetry_{}, connect_started_{};
+    int64_t highest_sent_ = 0;     // outbox ids up to this were published in this session
+    std::set<int64_t> in_flight_;
+    uint64_t dropped_without_store_ = 0;
+    int64_t telemetry_seq_memory_ = 0;  // used only when the store is disabled
+    bool stopping_ = false;
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Event> events_;
+    std::mt19937_64 rng_{std::random_device{}()};
+};
+
+void Daemon::push(Event e) {
+    {
+        std::lock_guard<std::mutex> g(mu_);
+        events_.push_back(std::move(e));
+    }
+    cv_.notify_one();
+}
+
+std::optional<Event> Daemon::wait_event(Clock::time_point until) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_until(l, until, [&] { return !events_.empty(); });
+    if (events_.empty()) return std::nullopt;
+    Event e = std::move(events_.front());
+    events_.pop_front();
+    return e;
+}
+
+int Daemon::load_configuration() {
+    std::string text;
+    std::string name = opt_.config_path;
+    std::error_code ec;
+    if (std::filesystem::exists(opt_.config_path, ec)) {
+        Result<std::string> t = read_file(opt_.config_path);
+        if (!t.ok()) {
+            spdlog::error("configuration: {}", t.status().message());
+            return 3;
+        }
+        text = t.value();
+    } else if (opt_.config_explicit) {
+        spdlog::error("configuration: {}: configuration file not found", opt_.config_path);
+        return 3;
+    } else {
+        name = "(built-in defaults)";
+    }
+    ConfigReport rep = check_config(text, name);
+    cfg_ = rep.config;
+    bool fatal = false;
+    std::set<std::string> disabled;
+    for (size_t i = 0; i < rep.errors.size(); ++i) {
+        const std::string& sec = rep.sections[i];
+        if (fatal_section(sec)) {
+            spdlog::error("configuration: {}", rep.errors[i]);
+            fatal = true;
+        } else {
+            spdlog::error("configuration: {} (feature '{}' {})", rep.errors[i], sec,
+                          sec == "telemetry" || sec == "store" ? "disabled" : "uses its defaults");
+            disabled.insert(sec);
+        }
+    }
+    if (fatal) {
+        spdlog::error("configuration: cannot run without a valid node, broker and state_dir; fix {} and restart",
+                      name);
+        return 3;
+    }
+    telemetry_enabled_ = disabled.count("telemetry") == 0;
+    if (disabled.count("store")) cfg_.store.max_bytes = -1;  // marks the store disabled
+    finalise_config(cfg_);
+    if (!opt_.log_level_override.empty()) (void)set_log_level(opt_.log_level_override);
+    else (void)set_log_level(cfg_.log.level);
+    if (!opt_.plugin_dir.empty()) cfg_.plugins.dir = opt_.plugin_dir;
+    if (!opt_.sysfs_root.empty()) cfg_.discovery.sysfs_root = opt_.sysfs_root;
+    return 0;
+}
+
+Status Daemon::check_broker_files() {
+    const auto& t = cfg_.broker.tls;
+    for (const auto& [path, what] : {std::pair{t.ca_file, "broker.tls.ca_file"}, {t.cert_file, "broker.tls.cert_file"}}) {
+        std::error_code ec;
+        if (!path.empty() && !std::filesystem::is_regular_file(path, ec))
+            return {Code::not_found, std::string(what) + " " + path + ": no such file"};
+    }
+    if (!t.key_file.empty()) {
+        Status s = mqtt::check_private_file(t.key_file, "broker.tls.key_file");
+        if (!s.ok()) return s;
+    }
+    return {};
+}
+
+void Daemon::open_state() {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg_.state_dir, ec);
+    ::chmod(cfg_.state_dir.c_str(), 0750);
+    if (cfg_.store.max_bytes > 0) {
+        Result<std::unique_ptr<Outbox>> ob =
+            Outbox::open(cfg_.state_dir + "/outbox.db", OutboxLimits{cfg_.store.max_bytes, cfg_.store.max_age_s});
+        if (ob.ok()) {
+            outbox_ = std::move(ob.value());
+            if (outbox_->recovered_from_corruption())
+                spdlog::error("store: {}/outbox.db was corrupt; it was moved aside and a new store started",
+                              cfg_.state_dir);
+            spdlog::info("store: {} message(s) waiting from earlier sessions", outbox_->count());
+        } else {
+            spdlog::error("store: {}; store-and-forward disabled (telemetry produced while offline is lost)",
+                          ob.status().message());
+        }
+    } else {
+        spdlog::warn("store: disabled by a configuration error; telemetry produced while offline is lost");
+    }
+}
+
+void Daemon::discover_node() {
+    DiscoveryOptions d = discovery_options(cfg_);
+    std::vector<std::string> warnings;
+    inv_ = discover(d, &warnings);
+    for (const std::string& w : warnings) spdlog::warn("discovery: {}", w);
+    for (const PluginReport& p : inv_.plugins)
+        spdlog::info("backend {}: {}{}{}", p.name, p.status, p.reason.empty() ? "" : ": ", p.reason);
+    std::vector<telemetry::DeviceRef> refs;
+    for (const Device& dev : inv_.devices)
+        refs.push_back({dev.id, dev.pci_address, dev.device_class == DeviceClass::cpu && dev.cpu.has_value()});
+    if (telemetry_enabled_)
+        sampler_ = std::make_unique<telemetry::TelemetrySampler>(opt_.proc_root, cfg_.discovery.sysfs_root, refs);
+}
+
+void Daemon::start_signal_thread() {
+    // Signals are taken synchronously by one thread, so no handler runs inside Paho or SQLite.
+    std::thread([this] {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        for (;;) {
+            int sig = 0;
+            if (sigwait(&set, &sig) != 0) continue;
+            push(Event{sig == SIGHUP ? Event::reload : Event::terminate, {}, {}, 0, false});
+            if (sig != SIGHUP) return;
+        }
+    }).detach();
+}
+
+void Daemon::start_connect() {
+    Result<int64_t> n = counter_->next();
+    if (!n.ok()) {
+        spdlog::error("session counter: {}; retrying", n.status().message());
+        schedule_reconnect();
+        return;
+    }
+    bdseq_ = n.value();
+    mqtt::OutgoingMessage will{topics_->state,
+                               mqtt::death(cfg_.node.id, bdseq_, "connection_lost").dump(), 1, true};
+    Status s = session_->start_connect(will);
+    if (!s.ok()) {
+        ++failures_;
+        spdlog::warn("mqtt: {}", s.message());
+        schedule_reconnect();
+        return;
+    }
+    connect_started_ = Clock::now();
+    state_ = State::connecting;
+}
+
+void Daemon::schedule_reconnect() {
+    // Exponential backoff with jitter: a fleet that lost its broker at once does not come back
+    // at once.
+    double base = cfg_.broker.reconnect_min_ms * std::pow(2.0, std::min(failures_ - 1, 20));
+    double cap = std::min<double>(base, cfg_.broker.reconnect_max_ms);
+    std::uniform_real_distribution<double> jitter(cap / 2, cap);
+    int delay = failures_ <= 0 ? 0 : static_cast<int>(jitter(rng_));
+    next_connect_ = Clock::now() + std::chrono::milliseconds(delay);
+    state_ = State::disconnected;
+    if (failures_ > 0) spdlog::info("mqtt: reconnecting in {} ms (attempt {})", delay, failures_ + 1);
+}
+
+void Daemon::poll_connect() {
+    Status s = session_->wait_connected(0);
+    if (s.code() == Code::deadline_exceeded) {
+        if (Clock::now() - connect_started_ > std::chrono::seconds(cfg_.broker.connect_timeout_s + 5)) {
+            ++failures_;
+            spdlog::warn("mqtt: connect attempt did not finish in {} s", cfg_.broker.connect_timeout_s + 5);
+            session_->disconnect(100);
+            schedule_reconnect();
+        }
+        return;
+    }
+    if (!s.ok()) {
+        ++failures_;
+        spdlog::warn("mqtt: connect to {} failed: {}", fmt::join(cfg_.broker.uris, ", "), s.message());
+        schedule_reconnect();
+        return;
+    }
+    if (on_connected()) {
+        failures_ = 0;
+        state_ = State::online;
+    } else {
+        ++failures_;
+        session_->disconnect(200);
+        schedule_reconnect();
+    }
+}
+
+void Daemon::publish_retained_state() {
+    mqtt::BirthInfo b;
+    b.node_id = cfg_.node.id;
+    b.site = cfg_.node.site;
+    b.agent_version = CPN_VERSION;
+    b.protocol = cfg_.broker.protocol;
+    b.broker = session_->server_uri();
+    b.bdseq = bdseq_;
+    b.telemetry_interval_s = cfg_.telemetry.interval_s;
+    if (outbox_) {
+        mqtt::StoreSummary st;
+        st.buffered = outbox_->count();
+        st.dropped_since_last_birth = outbox_->take_dropped_since_report();
+        st.dropped_total = outbox_->dropped_total();
+        b.store = st;
+    }
+    const int t = 5000;
+    for (const auto& [topic, doc] :
+         {std::pair{topics_->state, mqtt::birth(b)}, {topics_->inventory, mqtt::inventory(cfg_.node.id, bdseq_, inv_)},
+          {topics_->capacity, mqtt::capacity_not_measured(cfg_.node.id, bdseq_)}}) {
+        Status s = session_->publish_sync({topic, doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 1, true}, t);
+        if (!s.ok()) throw std::runtime_error(s.message());
+    }
+}
+
+bool Daemon::on_connected() {
+    try {
+        publish_retained_state();
+        Status s = session_->subscribe(topics_->cmd, 1, 5000);
+        if (!s.ok()) throw std::runtime_error(s.message());
+    } catch (const std::exception& e) {
+        spdlog::warn("mqtt: birth failed: {}", e.what());
+        return false;
+    }
+    highest_sent_ = 0;
+    in_flight_.clear();
+    spdlog::info("mqtt: online at {} as {} (bdseq {}), {} message(s) to replay", session_->server_uri(),
+                 cfg_.node.id, bdseq_, outbox_ ? outbox_->count() : 0);
+    return true;
+}
+
+void Daemon::produce_telemetry() {
+    nlohmann::json sample = sampler_->sample();
+    int64_t seq = 0;
+    if (outbox_) {
+        Result<int64_t> s = outbox_->next_sequence("telemetry_seq");
+        if (!s.ok()) {
+            spdlog::error("store: {}", s.status().message());
+            return;
+        }
+        seq = s.value();
+    } else {
+        seq = ++telemetry_seq_memory_;
+    }
+    nlohmann::json msg = mqtt::telemetry(cfg_.node.id, seq, bdseq_, cfg_.telemetry.interval_s, sample);
+    std::string payload = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (outbox_) {
+        Result<int64_t> id = outbox_->append("telemetry", topics_->telemetry, payload, 1, mqtt::now_ms());
+        if (!id.ok()) spdlog::error("store: {}", id.status().message());
+    } else if (state_ == State::online) {
+        (void)session_->publish_async({topics_->telemetry, payload, 1, false}, -1);
+    } else {
+        ++dropped_without_store_;
+    }
+}
+
+void Daemon::pump_outbox() {
+    if (!outbox_ || state_ != State::online) return;
+    constexpr size_t kWindow = 64;
+    if (in_flight_.size() >= kWindow) return;
+    Result<std::vector<OutboxMessage>> batch = outbox_->peek(kWindow - in_flight_.size(), highest_sent_);
+    if (!batch.ok()) {
+        spdlog::error("store: {}", batch.status().message());
+        return;
+    }
+    for (OutboxMessage& m : batch.value()) {
+        std::string payload = std::move(m.payload);
+        if (m.kind == "telemetry") {
+            // Produced in an earlier session: marked historical so it never overwrites live values.
+            try {
+                nlohmann::json j = nlohmann::json::parse(payload);
+                if (j.value("bdseq", int64_t{-1}) != bdseq_) {
+                    j["historical"] = true;
+                    payload = j.dump();
+                }
+            } catch (...) {
+            }
+        }
+        Status s = session_->publish_async({m.topic, payload, m.qos, false}, m.id);
+        if (!s.ok()) {
+            spdlog::warn("mqtt: {}", s.message());
+            return;
+        }
+        in_flight_.insert(m.id);
+        highest_sent_ = m.id;
+    }
+}
+
+void Daemon::send_ack(const mqtt::Ack& ack) {
+    std::string payload = mqtt::command_ack(cfg_.node.id, ack).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (outbox_) {
+        Result<int64_t> id = outbox_->append("ack", topics_->cmd_ack, payload, 1, mqtt::now_ms());
+        if (id.ok()) return;
+        spdlog::error("store: {}; sending the ack directly", id.status().message());
+    }
+    if (state_ == State::online) (void)session_->publish_async({topics_->cmd_ack, payload, 1, false}, -1);
+}
+
+void Daemon::handle_command(const std::string& payload) {
+    ParsedCommand c = parse_command(payload);
+    mqtt::Ack ack = c.ack;
+    switch (c.kind) {
+        case CommandKind::invalid:
+            spdlog::warn("command refused ({}): {}", ack.code, ack.message);
+            break;
+        case CommandKind::rebirth:
+            try {
+                publish_retained_state();
+                ack.message = "birth, inventory and capacity re-published";
+            } catch (const std::exception& e) {
+                ack.code = "internal";
+                ack.message = std::string("re-publishing failed: ") + e.what();
+            }
+            break;
+        case CommandKind::rebenchmark:
+            ack.code = "unavailable";
+            ack.message = "benchmarking is not available in this version of cpn-agent";
+            break;
+        case CommandKind::set_telemetry_interval:
+            cfg_.telemetry.interval_s = c.interval_s;
+            next_telemetry_ = Clock::now() + std::chrono::seconds(c.interval_s);
+            ack.message = "telemetry interval set to " + std::to_string(c.interval_s) + " s until the next restart or reload";
+            ack.data = {{"interval_s", c.interval_s}};
+            break;
+    }
+    spdlog::info("command {} ({}): {}", ack.command.value_or("?"), ack.id.value_or("no id"), ack.code);
+    send_ack(ack);
+}
+
+void Daemon::reload() {
+    std::string text;
+    Result<std::string> t = read_file(opt_.config_path);
+    if (!t.ok()) {
+        spdlog::error("reload: {}; keeping the running configuration", t.status().message());
+        return;
+    }
+    ConfigReport rep = check_config(t.value(), opt_.config_path);
+    bool interval_ok = true, level_ok = true, store_ok = true;
+    for (size_t i = 0; i < rep.errors.size(); ++i) {
+        spdlog::error("reload: {}", rep.errors[i]);
+        if (rep.sections[i] == "telemetry") interval_ok = false;
+        if (rep.sections[i] == "log") level_ok = false;
+        if (rep.sections[i] == "store") store_ok = false;
+        if (rep.sections[i] == "(file)") return;
+    }
+    const Config& n = rep.config;
+    if (interval_ok && n.telemetry.interval_s != cfg_.telemetry.interval_s) {
+        cfg_.telemetry.interval_s = n.telemetry.interval_s;
+        next_telemetry_ = Clock::now() + std::chrono::seconds(n.telemetry.interval_s);
+        spdlog::info("reload: telemetry.interval_s = {}", n.telemetry.interval_s);
+    }
+    if (level_ok && opt_.log_level_override.empty()) {
+        cfg_.log.level = n.log.level;
+        (void)set_log_level(n.log.level);
+    }
+    if (store_ok && outbox_) {
+        cfg_.store = n.store;
+        outbox_->set_limits(OutboxLimits{n.store.max_bytes, n.store.max_age_s});
+    }
+    Config probe = n;
+    finalise_config(probe);
+    if (probe.node.id != cfg_.node.id || probe.broker.uris != cfg_.broker.uris || n.state_dir != cfg_.state_dir)
+        spdlog::warn("reload: node, broker and state_dir changes take effect at the next restart");
+}
+
+void Daemon::shutdown() {
+    stopping_ = true;
+    if (state_ == State::online) {
+        Status s = session_->publish_sync(
+            {topics_->state, mqtt::death(cfg_.node.id, bdseq_, "shutdown").dump(), 1, true}, 1000);
+        if (!s.ok()) spdlog::warn("shutdown: death certificate not confirmed: {}", s.message());
+        session_->disconnect(500);
+    }
+    spdlog::info("stopped");
+}
+
+int Daemon::run() {
+    // Block the signals before any thread exists, so only the signal thread receives them.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    if (int rc = load_configuration(); rc != 0) return rc;
+    if (Status s = check_broker_files(); !s.ok()) {
+        spdlog::error("configuration: {}", s.message());
+        return 3;
+    }
+    mqtt::SessionSettings ss;
+    ss.uris = cfg_.broker.uris;
+    ss.client_id = cfg_.node.id;
+    ss.mqtt5 = cfg_.broker.protocol == "5";
+    ss.keepalive_s = cfg_.broker.keepalive_s;
+    ss.connect_timeout_s = cfg_.broker.connect_timeout_s;
+    ss.username = cfg_.broker.username;
+    ss.tls = {cfg_.broker.tls.ca_file, cfg_.broker.tls.cert_file, cfg_.broker.tls.key_file, cfg_.broker.tls.verify};
+    if (!cfg_.broker.password_file.empty()) {
+        Result<std::string> pw = mqtt::read_secret_file(cfg_.broker.password_file, "broker.password_file");
+        if (!pw.ok()) {
+            spdlog::error("configuration: {}", pw.status().message());
+            return 3;
+        }
+        ss.password = pw.value();
+    }
+    if (!cfg_.broker.tls.verify)
+        spdlog::warn("broker.tls.verify is false: the broker's identity is not checked (lab use only)");
+
+    std::error_code ec;
+    std::filesystem::create_directories(cfg_.state_dir, ec);
+    if (ec) {
+        spdlog::error("state_dir {}: {}", cfg_.state_dir, ec.message());
+        return 1;
+    }
+    Result<SessionCounter> counter = SessionCounter::open(cfg_.state_dir + "/bdseq");
+    if (!counter.ok()) {
+        spdlog::error("{}", counter.status().message());
+        return 1;
+    }
+    counter_ = std::move(counter.value());
+    bdseq_ = counter_->current();
+    topics_ = std::make_unique<mqtt::Topics>(cfg_.node.id);
+    open_state();
+    start_signal_thread();
+    discover_node();
+
+    try {
+        session_ = std::make_unique<mqtt::Session>(ss);
+    } catch (const std::exception& e) {
+        spdlog::error("mqtt: cannot create the client: {}", e.what());
+        return 1;
+    }
+    session_->on_message([this](const std::string& topic, const std::string& payload) {
+        push(Event{Event::message, topic, payload, 0, false});
+    });
+    session_->on_connection_lost([this](const std::string& cause) { push(Event{Event::lost, cause, {}, 0, false}); });
+    session_->on_delivery([this](int64_t tag, bool ok) { push(Event{Event::delivered, {}, {}, tag, ok}); });
+
+    spdlog::info("cpn-agent {} running as node '{}', broker {}", CPN_VERSION, cfg_.node.id,
+                 fmt::join(cfg_.broker.uris, ", "));
+    next_connect_ = Clock::now();
+    next_telemetry_ = Clock::now() + std::chrono::seconds(cfg_.telemetry.interval_s);
+
+    while (!stopping_) {
+        auto now = Clock::now();
+        if (state_ == State::disconnected && now >= next_connect_) start_connect();
+        if (state_ == State::connecting) poll_connect();
+        if (sampler_ && now >= next_telemetry_) {
+            produce_telemetry();
+            next_telemetry_ += std::chrono::seconds(cfg_.telemetry.interval_s);
+            if (next_telemetry_ < now) next_telemetry_ = now + std::chrono::seconds(cfg_.telemetry.interval_s);
+        }
+        pump_outbox();
+
+        Clock::time_point until = sampler_ ? next_telemetry_ : now + std::chrono::seconds(60);
+        if (state_ == State::disconnected) until = std::min(until, next_connect_);
+        if (state_ == State::connecting) until = std::min(until, now + std::chrono::milliseconds(50));
+        for (std::optional<Event> e = wait_event(until); e; e = wait_event(Clock::now())) {
+            switch (e->type) {
+                case Event::lost:
+                    if (state_ == State::online) {
+                        spdlog::warn("mqtt: connection lost: {}", e->a);
+                        failures_ = 1;
+                        in_flight_.clear();
+                        schedule_reconnect();
+                    }
+                    break;
+                case Event::message:
+                    if (e->a == topics_->cmd) handle_command(e->b);
+                    break;
+                case Event::delivered:
+                    if (e->tag <= 0) break;
+                    in_flight_.erase(e->tag);
+                    if (e->ok) {
+                        if (Status s = outbox_->remove(e->tag); !s.ok()) spdlog::error("store: {}", s.message());
+                    } else {
+                        highest_sent_ = 0;  // re-send from the oldest undelivered
+                    }
+                    break;
+                case Event::terminate:
+                    shutdown();
+                    return 0;
+                case Event::reload:
+                    reload();
+                    break;
+            }
+        }
+    }
+    return 0;
+}
+
+}  // namespace
+
+int run_daemon(const DaemonOptions& opt) {
+    Daemon d(opt);
+    return d.run();
+}
+
+}  // namespace cpn

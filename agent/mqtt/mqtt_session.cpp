@@ -1,0 +1,246 @@
+#include "mqtt/mqtt_session.hpp"
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+
+namespace cpn::mqtt {
+
+namespace {
+
+/* Turns a Paho failure into words an operator can act on. Paho's what() for a refused CONNECT
+ * is terse; the reason code names the cause ("Not authorized", "Bad user name or password"). */
+std::string describe(const ::mqtt::exception& e) {
+    std::string s = e.what();
+    std::string rc = e.get_reason_code_str();
+    if (!rc.empty() && rc != "SUCCESS" && s.find(rc) == std::string::npos) s += " (" + rc + ")";
+    return s;
+}
+
+class Listener : public ::mqtt::iaction_listener {
+public:
+    std::function<void(const ::mqtt::token&, bool)> fn;
+    void on_success(const ::mqtt::token& t) override { fn(t, true); }
+    void on_failure(const ::mqtt::token& t) override { fn(t, false); }
+};
+
+}  // namespace
+
+struct Session::Impl {
+    SessionSettings s;
+    std::unique_ptr<::mqtt::async_client> client;
+    ::mqtt::token_ptr connect_token;
+    mutable std::mutex mu;
+    std::string tls_error;  // last OpenSSL error Paho reported for this attempt
+    std::string server;
+    MessageHandler on_message;
+    LostHandler on_lost;
+    DeliveryHandler on_delivery;
+    Listener delivery_listener;
+};
+
+Session::Session(SessionSettings settings) : impl_(std::make_unique<Impl>()) {
+    impl_->s = std::move(settings);
+    ::mqtt::create_options copts(impl_->s.mqtt5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+    // No Paho persistence: the agent's own outbox is the durable store.
+    impl_->client = std::make_unique<::mqtt::async_client>(
+        impl_->s.uris.front(), impl_->s.client_id, copts,
+        static_cast<::mqtt::iclient_persistence*>(nullptr));
+    Impl* im = impl_.get();
+    im->client->set_message_callback([im](::mqtt::const_message_ptr m) {
+        MessageHandler h;
+        {
+            std::lock_guard<std::mutex> g(im->mu);
+            h = im->on_message;
+        }
+        if (h) h(m->get_topic(), m->get_payload_str());
+    });
+    im->client->set_connection_lost_handler([im](const std::string& cause) {
+        LostHandler h;
+        {
+            std::lock_guard<std::mutex> g(im->mu);
+            h = im->on_lost;
+            im->server.clear();
+        }
+        if (h) h(cause.empty() ? "connection lost" : cause);
+    });
+    im->delivery_listener.fn = [im](const ::mqtt::token& t, bool ok) {
+        DeliveryHandler h;
+        {
+            std::lock_guard<std::mutex> g(im->mu);
+            h = im->on_delivery;
+        }
+        if (h) h(static_cast<int64_t>(reinterpret_cast<intptr_t>(t.get_user_context())), ok);
+    };
+}
+
+Session::~Session() {
+    try {
+        if (impl_->client && impl_->client->is_connected()) impl_->client->disconnect(0)->wait_for(500);
+    } catch (...) {
+    }
+}
+
+void Session::on_message(MessageHandler h) {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    impl_->on_message = std::move(h);
+}
+void Session::on_connection_lost(LostHandler h) {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    impl_->on_lost = std::move(h);
+}
+void Session::on_delivery(DeliveryHandler h) {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    impl_->on_delivery = std::move(h);
+}
+
+Status Session::start_connect(const OutgoingMessage& will) {
+    Impl* im = impl_.get();
+    try {
+        auto b = ::mqtt::connect_options_builder();
+        if (im->s.mqtt5) b.mqtt_version(MQTTVERSION_5).clean_start(true);
+        else b.mqtt_version(MQTTVERSION_3_1_1).clean_session(true);
+        b.keep_alive_interval(std::chrono::seconds(im->s.keepalive_s))
+            .connect_timeout(std::chrono::seconds(im->s.connect_timeout_s))
+            .automatic_reconnect(false)
+            .servers(std::make_shared<::mqtt::string_collection>(im->s.uris))
+            .will(::mqtt::message(will.topic, will.payload, will.qos, will.retained));
+        if (!im->s.username.empty()) b.user_name(im->s.username);
+        if (!im->s.password.empty()) b.password(im->s.password);
+        bool tls = false;
+        for (const std::string& u : im->s.uris)
+            if (u.rfind("ssl://", 0) == 0 || u.rfind("mqtts://", 0) == 0 || u.rfind("wss://", 0) == 0) tls = true;
+        if (tls) {
+            auto sb = ::mqtt::ssl_options_builder();
+            if (!im->s.tls.ca_file.empty()) sb.trust_store(im->s.tls.ca_file);
+            else sb.ca_path("/etc/ssl/certs");
+            if (!im->s.tls.cert_file.empty()) sb.key_store(im->s.tls.cert_file);
+            if (!im->s.tls.key_file.empty()) sb.private_key(im->s.tls.key_file);
+            sb.enable_server_cert_auth(im->s.tls.verify).verify(im->s.tls.verify);
+            sb.error_handler([im](const std::string& msg) {
+                std::lock_guard<std::mutex> g(im->mu);
+                im->tls_error = msg;
+            });
+            b.ssl(sb.finalize());
+        }
+        {
+            std::lock_guard<std::mutex> g(im->mu);
+            im->tls_error.clear();
+        }
+        im->connect_token = im->client->connect(b.finalize());
+        return {};
+    } catch (const ::mqtt::exception& e) {
+        return {Code::unavailable, "connect: " + describe(e)};
+    } catch (const std::exception& e) {
+        return {Code::internal, std::string("connect: ") + e.what()};
+    }
+}
+
+Status Session::wait_connected(int timeout_ms) {
+    Impl* im = impl_.get();
+    if (!im->connect_token) return {Code::failed_precondition, "no connection attempt in progress"};
+    try {
+        if (!im->connect_token->wait_for(std::chrono::milliseconds(timeout_ms)))
+            return {Code::deadline_exceeded, "connecting"};
+        ::mqtt::connect_response r = im->connect_token->get_connect_response();
+        std::lock_guard<std::mutex> g(im->mu);
+        im->server = r.get_server_uri();
+        im->connect_token.reset();
+        return {};
+    } catch (const ::mqtt::exception& e) {
+        im->connect_token.reset();
+        std::string why = describe(e);
+        std::lock_guard<std::mutex> g(im->mu);
+        if (!im->tls_error.empty()) why += "; TLS: " + im->tls_error;
+        return {Code::unavailable, why};
+    }
+}
+
+bool Session::connected() const {
+    try {
+        return impl_->client->is_connected();
+    } catch (...) {
+        return false;
+    }
+}
+
+std::string Session::server_uri() const {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    return impl_->server;
+}
+
+Status Session::publish_sync(const OutgoingMessage& m, int timeout_ms) {
+    try {
+        auto tok = impl_->client->publish(m.topic, m.payload.data(), m.payload.size(), m.qos, m.retained);
+        if (!tok->wait_for(std::chrono::milliseconds(timeout_ms)))
+            return {Code::deadline_exceeded, "publish to " + m.topic + ": no acknowledgement within " +
+                                                 std::to_string(timeout_ms) + " ms"};
+        return {};
+    } catch (const ::mqtt::exception& e) {
+        return {Code::unavailable, "publish to " + m.topic + ": " + describe(e)};
+    }
+}
+
+Status Session::publish_async(const OutgoingMessage& m, int64_t tag) {
+    try {
+        auto msg = ::mqtt::make_message(m.topic, m.payload.data(), m.payload.size(), m.qos, m.retained);
+        impl_->client->publish(msg, reinterpret_cast<void*>(static_cast<intptr_t>(tag)),
+                               impl_->delivery_listener);
+        return {};
+    } catch (const ::mqtt::exception& e) {
+        return {Code::unavailable, "publish to " + m.topic + ": " + describe(e)};
+    }
+}
+
+Status Session::subscribe(const std::string& topic, int qos, int timeout_ms) {
+    try {
+        auto tok = impl_->client->subscribe(topic, qos);
+        if (!tok->wait_for(std::chrono::milliseconds(timeout_ms)))
+            return {Code::deadline_exceeded, "subscribe to " + topic + ": no answer"};
+        return {};
+    } catch (const ::mqtt::exception& e) {
+        return {Code::unavailable, "subscribe to " + topic + ": " + describe(e)};
+    }
+}
+
+void Session::disconnect(int timeout_ms) {
+    try {
+        if (impl_->client->is_connected())
+            impl_->client->disconnect(std::chrono::milliseconds(timeout_ms))->wait_for(std::chrono::milliseconds(timeout_ms));
+    } catch (...) {
+    }
+}
+
+Status check_private_file(const std::string& path, const std::string& what) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        return {Code::not_found, what + " " + path + ": " + std::strerror(errno)};
+    if ((st.st_mode & 077) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        return {Code::permission_denied, what + " " + path + " is readable or writable by group or others (mode " +
+                                             mode + "); refusing to use it: run 'chmod 600 " + path + "'"};
+    }
+    return {};
+}
+
+Result<std::string> read_secret_file(const std::string& path, const std::string& what) {
+    Status st = check_private_file(path, what);
+    if (!st.ok()) return st;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status(Code::permission_denied, what + " " + path + ": cannot be read");
+    std::ostringstream s;
+    s << in.rdbuf();
+    std::string v = s.str();
+    while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();  // editors add one
+    if (v.empty()) return Status(Code::invalid_argument, what + " " + path + " is empty");
+    return v;
+}
+
+}  // namespace cpn::mqtt

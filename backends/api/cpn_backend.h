@@ -219,6 +219,39 @@ typedef const cpn_backend* (*cpn_backend_entry_fn)(const cpn_host* host);
 #define CPN_BACKEND_ABI_VERSION_SYMBOL "cpn_backend_abi_version"
 #define CPN_BACKEND_ENTRY_SYMBOL "cpn_backend_entry"
 
+/* ---- extension: device telemetry (through get_proc) ------------------------------------- */
+
+/* A backend that can sample its devices' live figures (utilisation, memory, temperature,
+ * power) returns a cpn_device_telemetry_fn from get_proc(CPN_DEVICE_TELEMETRY_PROC). It is an
+ * optional extra, so it needs no ABI version bump: a host that finds get_proc NULL, or the
+ * name unknown, simply has no such source. */
+#define CPN_DEVICE_TELEMETRY_PROC "cpn_device_telemetry_v1"
+
+/* Which members of cpn_device_telemetry hold a reading (bit mask in `valid`). A figure the
+ * device or driver cannot give has its bit clear: it is absent, never reported as zero. */
+enum {
+    CPN_TELEM_UTILIZATION = 1u << 0, /* utilization_pct */
+    CPN_TELEM_MEMORY = 1u << 1,      /* memory_used_bytes and memory_total_bytes */
+    CPN_TELEM_TEMPERATURE = 1u << 2, /* temperature_c */
+    CPN_TELEM_POWER = 1u << 3        /* power_w */
+};
+
+typedef struct cpn_device_telemetry {
+    uint32_t struct_size;       /* set by the host to sizeof(cpn_device_telemetry) */
+    uint32_t valid;             /* CPN_TELEM_* mask of the members below that hold a reading */
+    double utilization_pct;     /* 0..100 */
+    uint64_t memory_used_bytes;
+    uint64_t memory_total_bytes;
+    double temperature_c;
+    double power_w;
+} cpn_device_telemetry;
+
+/* Samples one device by PCI address ("dddd:bb:dd.f"); CPN_E_NOT_FOUND when this backend does
+ * not know it. Must not initialise the compute runtime (no cuInit): telemetry runs in an idle
+ * daemon. */
+typedef cpn_status (*cpn_device_telemetry_fn)(const char* pci_address, cpn_device_telemetry* out,
+                                              cpn_msg* err);
+
 #ifdef __cplusplus
 }
 #endif

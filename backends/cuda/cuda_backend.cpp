@@ -8,6 +8,7 @@
 #include "cuda_driver.hpp"
 #include "cuda_exec.hpp"
 #include "cuda_log.hpp"
+#include "cuda_telemetry.hpp"
 
 #include <cstring>
 #include <exception>
@@ -97,11 +98,22 @@ void t_release(cpn_prepared* prepared) {
         return CPN_OK;
     });
 }
-void* t_get_proc(const char*) { return nullptr; }
+/* Named extras: CPN_DEVICE_TELEMETRY_PROC (NVML telemetry, see cuda_telemetry.hpp). */
+void* t_get_proc(const char* name) {
+    if (name != nullptr && std::strcmp(name, CPN_DEVICE_TELEMETRY_PROC) == 0) {
+        cpn_device_telemetry_fn fn = device_telemetry;
+        return reinterpret_cast<void*>(fn);
+    }
+    return nullptr;
+}
 
 /* Nothing to tear down: device handles and prepared workloads are the host's to close first,
- * and libcuda.so.1 stays loaded on purpose (the driver does not support being unloaded). */
-void t_shutdown() { log(1, "shutdown"); }
+ * and libcuda.so.1 stays loaded on purpose (the driver does not support being unloaded).
+ * NVML, when telemetry initialised it, gets its matching nvmlShutdown. */
+void t_shutdown() {
+    log(1, "shutdown");
+    telemetry_shutdown();
+}
 
 const cpn_backend kTable = {
     CPN_BACKEND_ABI_VERSION,

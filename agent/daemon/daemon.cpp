@@ -10,6 +10,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -25,6 +26,7 @@
 #include "inventory/discovery.hpp"
 #include "mqtt/messages.hpp"
 #include "mqtt/mqtt_session.hpp"
+#include "plugin/plugin_library.hpp"
 #include "store/outbox.hpp"
 #include "store/session_counter.hpp"
 #include "telemetry_sampler.hpp"
@@ -35,7 +37,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Event {
-    enum Type { lost, message, delivered, terminate, reload } type;
+    enum Type { lost, message, delivered, terminate, reload, connect_done } type;
     std::string a, b;  // lost: cause; message: topic, payload
     int64_t tag = 0;
     bool ok = false;
@@ -93,6 +95,8 @@ private:
     std::optional<SessionCounter> counter_;
     std::unique_ptr<mqtt::Session> session_;
     std::unique_ptr<telemetry::TelemetrySampler> sampler_;
+    std::future<void> discovery_;  // runs while the first connect is in progress
+    std::vector<std::shared_ptr<PluginLibrary>> telemetry_plugins_;  // kept loaded for their sources
 
     enum class State { disconnected, connecting, online } state_ = State::disconnected;
     int64_t bdseq_ = 0;
@@ -220,8 +224,26 @@ void Daemon::discover_node() {
     std::vector<telemetry::DeviceRef> refs;
     for (const Device& dev : inv_.devices)
         refs.push_back({dev.id, dev.pci_address, dev.device_class == DeviceClass::cpu && dev.cpu.has_value()});
-    if (telemetry_enabled_)
-        sampler_ = std::make_unique<telemetry::TelemetrySampler>(opt_.proc_root, cfg_.discovery.sysfs_root, refs);
+    if (!telemetry_enabled_) return;
+    auto sampler = std::make_unique<telemetry::TelemetrySampler>(opt_.proc_root, cfg_.discovery.sysfs_root, refs);
+    // Device telemetry a backend offers (NVML through the CUDA plugin). Only plugins whose
+    // isolated probe succeeded and found devices are loaded here, and loading one initialises
+    // no compute runtime: its telemetry extra must not (see cpn_backend.h).
+    for (const PluginReport& p : inv_.plugins) {
+        if (p.status != "ok" || p.device_count == 0 || p.name == "cpu") continue;
+        PluginLoadError err;
+        std::shared_ptr<PluginLibrary> lib = PluginLibrary::open(p.path, err);
+        if (!lib) {
+            spdlog::warn("telemetry: {}: {} at {}: {}", p.name, err.status, err.stage, err.reason);
+            continue;
+        }
+        void* fn = lib->backend().get_proc ? lib->backend().get_proc(CPN_DEVICE_TELEMETRY_PROC) : nullptr;
+        if (fn == nullptr) continue;
+        sampler->add_plugin_source(p.name, telemetry::make_plugin_source(reinterpret_cast<cpn_device_telemetry_fn>(fn)));
+        telemetry_plugins_.push_back(std::move(lib));
+        spdlog::info("telemetry: device figures from backend {}", p.name);
+    }
+    sampler_ = std::move(sampler);
 }
 
 void Daemon::start_signal_thread() {
@@ -327,6 +349,7 @@ void Daemon::publish_retained_state() {
 }
 
 bool Daemon::on_connected() {
+    if (discovery_.valid()) discovery_.get();  // the inventory goes right after the birth
     try {
         publish_retained_state();
         Status s = session_->subscribe(topics_->cmd, 1, 5000);
@@ -537,7 +560,9 @@ int Daemon::run() {
     topics_ = std::make_unique<mqtt::Topics>(cfg_.node.id);
     open_state();
     start_signal_thread();
-    discover_node();
+    // Discovery (vendor probes in child processes) overlaps the first connect; the birth waits
+    // for it, so start-to-birth costs max(discovery, connect) rather than their sum.
+    discovery_ = std::async(std::launch::async, [this] { discover_node(); });
 
     try {
         session_ = std::make_unique<mqtt::Session>(ss);
@@ -550,6 +575,7 @@ int Daemon::run() {
     });
     session_->on_connection_lost([this](const std::string& cause) { push(Event{Event::lost, cause, {}, 0, false}); });
     session_->on_delivery([this](int64_t tag, bool ok) { push(Event{Event::delivered, {}, {}, tag, ok}); });
+    session_->on_connect_done([this] { push(Event{Event::connect_done, {}, {}, 0, false}); });
 
     spdlog::info("cpn-agent {} running as node '{}', broker {}", CPN_VERSION, cfg_.node.id,
                  fmt::join(cfg_.broker.uris, ", "));
@@ -560,16 +586,21 @@ int Daemon::run() {
         auto now = Clock::now();
         if (state_ == State::disconnected && now >= next_connect_) start_connect();
         if (state_ == State::connecting) poll_connect();
-        if (sampler_ && now >= next_telemetry_) {
+        if (discovery_.valid() && discovery_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
+            discovery_.get();
+        const bool sampling = !discovery_.valid() && sampler_;  // sampler_ is set by discovery
+        if (sampling && now >= next_telemetry_) {
             produce_telemetry();
             next_telemetry_ += std::chrono::seconds(cfg_.telemetry.interval_s);
             if (next_telemetry_ < now) next_telemetry_ = now + std::chrono::seconds(cfg_.telemetry.interval_s);
         }
         pump_outbox();
 
-        Clock::time_point until = sampler_ ? next_telemetry_ : now + std::chrono::seconds(60);
+        Clock::time_point until = sampling ? next_telemetry_ : now + std::chrono::seconds(60);
         if (state_ == State::disconnected) until = std::min(until, next_connect_);
-        if (state_ == State::connecting) until = std::min(until, now + std::chrono::milliseconds(50));
+        // Connect completion arrives as an event; this only bounds a lost callback.
+        if (state_ == State::connecting) until = std::min(until, now + std::chrono::milliseconds(500));
+        if (discovery_.valid()) until = std::min(until, now + std::chrono::milliseconds(20));
         for (std::optional<Event> e = wait_event(until); e; e = wait_event(Clock::now())) {
             switch (e->type) {
                 case Event::lost:
@@ -597,6 +628,9 @@ int Daemon::run() {
                     return 0;
                 case Event::reload:
                     reload();
+                    break;
+                case Event::connect_done:
+                    if (state_ == State::connecting) poll_connect();
                     break;
             }
         }

@@ -42,7 +42,9 @@ struct Session::Impl {
     MessageHandler on_message;
     LostHandler on_lost;
     DeliveryHandler on_delivery;
+    std::function<void()> on_connect_done;
     Listener delivery_listener;
+    Listener connect_listener;
 };
 
 Session::Session(SessionSettings settings) : impl_(std::make_unique<Impl>()) {
@@ -78,6 +80,14 @@ Session::Session(SessionSettings settings) : impl_(std::make_unique<Impl>()) {
         }
         if (h) h(static_cast<int64_t>(reinterpret_cast<intptr_t>(t.get_user_context())), ok);
     };
+    im->connect_listener.fn = [im](const ::mqtt::token&, bool) {
+        std::function<void()> h;
+        {
+            std::lock_guard<std::mutex> g(im->mu);
+            h = im->on_connect_done;
+        }
+        if (h) h();
+    };
 }
 
 Session::~Session() {
@@ -94,6 +104,10 @@ void Session::on_message(MessageHandler h) {
 void Session::on_connection_lost(LostHandler h) {
     std::lock_guard<std::mutex> g(impl_->mu);
     impl_->on_lost = std::move(h);
+}
+void Session::on_connect_done(std::function<void()> h) {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    impl_->on_connect_done = std::move(h);
 }
 void Session::on_delivery(DeliveryHandler h) {
     std::lock_guard<std::mutex> g(impl_->mu);
@@ -133,7 +147,7 @@ Status Session::start_connect(const OutgoingMessage& will) {
             std::lock_guard<std::mutex> g(im->mu);
             im->tls_error.clear();
         }
-        im->connect_token = im->client->connect(b.finalize());
+        im->connect_token = im->client->connect(b.finalize(), nullptr, im->connect_listener);
         return {};
     } catch (const ::mqtt::exception& e) {
         return {Code::unavailable, "connect: " + describe(e)};

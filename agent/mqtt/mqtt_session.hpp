@@ -54,6 +54,9 @@ public:
     void on_message(MessageHandler h);
     void on_connection_lost(LostHandler h);
     void on_delivery(DeliveryHandler h);
+    /* Called (on a Paho thread) when a connect attempt finished, either way; the caller then
+     * reads the outcome with wait_connected(0). Saves polling. */
+    void on_connect_done(std::function<void()> h);
 
     /* Starts connecting with `will` as the Will message; returns at once. wait_connected() then
      * polls. The returned Status is an error when the attempt could not even start. */

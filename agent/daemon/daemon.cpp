@@ -99,7 +99,8 @@ private:
     std::vector<std::shared_ptr<PluginLibrary>> telemetry_plugins_;  // kept loaded for their sources
 
     enum class State { disconnected, connecting, online } state_ = State::disconnected;
-    int64_t bdseq_ = 0;
+    int64_t bdseq_ = 0;          // the session of the current (or latest) connect attempt
+    int64_t online_bdseq_ = 0;   // the latest session that was online: telemetry is stamped with it
     int failures_ = 0;
     Clock::time_point next_connect_{}, next_telemetry_{}, connect_started_{};
     int64_t highest_sent_ = 0;     // outbox ids up to this were published in this session
@@ -289,7 +290,8 @@ void Daemon::schedule_reconnect() {
     // at once.
     double base = cfg_.broker.reconnect_min_ms * std::pow(2.0, std::min(failures_ - 1, 20));
     double cap = std::min<double>(base, cfg_.broker.reconnect_max_ms);
-    std::uniform_real_distribution<double> jitter(cap / 2, cap);
+    std::uniform_real_distribution<double> jitter(std::max<double>(cap / 2, cfg_.broker.reconnect_min_ms),
+                                                  std::max<double>(cap, cfg_.broker.reconnect_min_ms));
     int delay = failures_ <= 0 ? 0 : static_cast<int>(jitter(rng_));
     next_connect_ = Clock::now() + std::chrono::milliseconds(delay);
     state_ = State::disconnected;
@@ -360,6 +362,7 @@ bool Daemon::on_connected() {
     }
     highest_sent_ = 0;
     in_flight_.clear();
+    online_bdseq_ = bdseq_;
     spdlog::info("mqtt: online at {} as {} (bdseq {}), {} message(s) to replay", session_->server_uri(),
                  cfg_.node.id, bdseq_, outbox_ ? outbox_->count() : 0);
     return true;
@@ -378,7 +381,10 @@ void Daemon::produce_telemetry() {
     } else {
         seq = ++telemetry_seq_memory_;
     }
-    nlohmann::json msg = mqtt::telemetry(cfg_.node.id, seq, bdseq_, cfg_.telemetry.interval_s, sample);
+    // A sample taken while not online is stamped with the last session that was, so it is
+    // marked historical when it is replayed after the next birth.
+    const int64_t stamp = state_ == State::online ? bdseq_ : online_bdseq_;
+    nlohmann::json msg = mqtt::telemetry(cfg_.node.id, seq, stamp, cfg_.telemetry.interval_s, sample);
     std::string payload = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (outbox_) {
         Result<int64_t> id = outbox_->append("telemetry", topics_->telemetry, payload, 1, mqtt::now_ms());
@@ -502,6 +508,17 @@ void Daemon::reload() {
 void Daemon::shutdown() {
     stopping_ = true;
     if (state_ == State::online) {
+        // Let the broker acknowledge what is in flight and drop it from the store, so a clean
+        // restart does not send it again (bounded: the whole stop must fit in 2 s).
+        const auto deadline = Clock::now() + std::chrono::milliseconds(500);
+        while (!in_flight_.empty() && Clock::now() < deadline) {
+            std::optional<Event> e = wait_event(deadline);
+            if (!e) break;
+            if (e->type == Event::delivered && e->tag > 0) {
+                in_flight_.erase(e->tag);
+                if (e->ok) (void)outbox_->remove(e->tag);
+            }
+        }
         Status s = session_->publish_sync(
             {topics_->state, mqtt::death(cfg_.node.id, bdseq_, "shutdown").dump(), 1, true}, 1000);
         if (!s.ok()) spdlog::warn("shutdown: death certificate not confirmed: {}", s.message());
@@ -557,6 +574,7 @@ int Daemon::run() {
     }
     counter_ = std::move(counter.value());
     bdseq_ = counter_->current();
+    online_bdseq_ = bdseq_;
     topics_ = std::make_unique<mqtt::Topics>(cfg_.node.id);
     open_state();
     start_signal_thread();

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <MQTTAsync.h>
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
@@ -14,12 +15,79 @@ namespace cpn::mqtt {
 
 namespace {
 
-/* Turns a Paho failure into words an operator can act on. Paho's what() for a refused CONNECT
- * is terse; the reason code names the cause ("Not authorized", "Bad user name or password"). */
-std::string describe(const ::mqtt::exception& e) {
+/* The last TLS error Paho C reported, from its trace stream. Paho C++ 1.2's per-connection
+ * ssl error_handler keeps a pointer into options it copies, and crashes when OpenSSL reports an
+ * error (paho.mqtt.cpp #325); the C library's trace callback is global and has no such problem. */
+std::mutex g_tls_mu;
+std::string g_tls_error;
+
+void trace_callback(enum MQTTASYNC_TRACE_LEVELS, char* message) {
+    // Called for every packet at PROTOCOL level: filter on the raw text before allocating.
+    if (message == nullptr || std::strstr(message, "SSL") == nullptr) return;
+    const char* alert = std::strstr(message, "SSL alert");
+    const char* err = std::strstr(message, "SSLSocket error");
+    if (alert == nullptr && err == nullptr) return;
+    std::string m(alert ? alert : err);
+    while (!m.empty() && (m.back() == '\n' || m.back() == '\r')) m.pop_back();
+    std::lock_guard<std::mutex> g(g_tls_mu);
+    if (alert != nullptr || g_tls_error.empty()) g_tls_error = m;  // the alert names the cause
+}
+
+void install_trace_once() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        MQTTAsync_setTraceCallback(trace_callback);
+        // PROTOCOL is the quietest level that still carries TLS alerts ("unknown CA").
+        MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_PROTOCOL);
+    });
+}
+
+std::string take_tls_error() {
+    std::lock_guard<std::mutex> g(g_tls_mu);
+    std::string e = std::move(g_tls_error);
+    g_tls_error.clear();
+    return e;
+}
+
+/* The words for a refused CONNECT: MQTT 5 reason codes and MQTT 3.1.1 return codes. */
+const char* connack_words(int code, bool mqtt5) {
+    if (!mqtt5) {
+        switch (code) {
+            case 1: return "unacceptable protocol version";
+            case 2: return "client identifier rejected";
+            case 3: return "server unavailable";
+            case 4: return "bad user name or password";
+            case 5: return "not authorized";
+            default: return nullptr;
+        }
+    }
+    switch (code) {
+        case 128: return "unspecified error";
+        case 129: return "malformed packet";
+        case 130: return "protocol error";
+        case 131: return "implementation specific error";
+        case 132: return "unsupported protocol version";
+        case 133: return "client identifier not valid";
+        case 134: return "bad user name or password";
+        case 135: return "not authorized";
+        case 136: return "server unavailable";
+        case 137: return "server busy";
+        case 138: return "banned";
+        case 140: return "bad authentication method";
+        case 149: return "packet too large";
+        case 151: return "quota exceeded";
+        case 156: return "use another server";
+        case 157: return "server moved";
+        case 159: return "connection rate exceeded";
+        default: return nullptr;
+    }
+}
+
+/* Turns a Paho failure into words an operator can act on. */
+std::string describe(const ::mqtt::exception& e, bool mqtt5 = true) {
     std::string s = e.what();
-    std::string rc = e.get_reason_code_str();
-    if (!rc.empty() && rc != "SUCCESS" && s.find(rc) == std::string::npos) s += " (" + rc + ")";
+    if (const char* w = connack_words(e.get_return_code(), mqtt5)) s += std::string(": the broker refused: ") + w;
+    else if (const char* w2 = connack_words(e.get_reason_code(), true)) s += std::string(": the broker refused: ") + w2;
     return s;
 }
 
@@ -37,7 +105,6 @@ struct Session::Impl {
     std::unique_ptr<::mqtt::async_client> client;
     ::mqtt::token_ptr connect_token;
     mutable std::mutex mu;
-    std::string tls_error;  // last OpenSSL error Paho reported for this attempt
     std::string server;
     MessageHandler on_message;
     LostHandler on_lost;
@@ -48,6 +115,7 @@ struct Session::Impl {
 };
 
 Session::Session(SessionSettings settings) : impl_(std::make_unique<Impl>()) {
+    install_trace_once();
     impl_->s = std::move(settings);
     ::mqtt::create_options copts(impl_->s.mqtt5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
     // No Paho persistence: the agent's own outbox is the durable store.
@@ -137,16 +205,9 @@ Status Session::start_connect(const OutgoingMessage& will) {
             if (!im->s.tls.cert_file.empty()) sb.key_store(im->s.tls.cert_file);
             if (!im->s.tls.key_file.empty()) sb.private_key(im->s.tls.key_file);
             sb.enable_server_cert_auth(im->s.tls.verify).verify(im->s.tls.verify);
-            sb.error_handler([im](const std::string& msg) {
-                std::lock_guard<std::mutex> g(im->mu);
-                im->tls_error = msg;
-            });
             b.ssl(sb.finalize());
         }
-        {
-            std::lock_guard<std::mutex> g(im->mu);
-            im->tls_error.clear();
-        }
+        (void)take_tls_error();
         im->connect_token = im->client->connect(b.finalize(), nullptr, im->connect_listener);
         return {};
     } catch (const ::mqtt::exception& e) {
@@ -169,9 +230,15 @@ Status Session::wait_connected(int timeout_ms) {
         return {};
     } catch (const ::mqtt::exception& e) {
         im->connect_token.reset();
-        std::string why = describe(e);
-        std::lock_guard<std::mutex> g(im->mu);
-        if (!im->tls_error.empty()) why += "; TLS: " + im->tls_error;
+        std::string why = describe(e, im->s.mqtt5);
+        std::string tls = take_tls_error();
+        if (tls.find("unknown CA") != std::string::npos || tls.find("bad certificate") != std::string::npos ||
+            tls.find("certificate") != std::string::npos)
+            why += "; TLS certificate verification failed (" + tls +
+                   "): is broker.tls.ca_file the CA that signed the broker's certificate, and does the "
+                   "certificate name the host in broker.uris?";
+        else if (!tls.empty())
+            why += "; TLS: " + tls;
         return {Code::unavailable, why};
     }
 }

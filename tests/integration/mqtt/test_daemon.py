@@ -701,3 +701,28 @@ def test_sighup_reload(broker, brain, agent, node_id):
     no_state_change_since(brain, mark)  # the session was not dropped: no new birth
     assert_consecutive(seqs(brain.telemetry(0)))
     assert_alive(agent)
+
+
+def test_failover_to_second_uri(broker, brain, make_agent, node_id):
+    """broker.uris is a fail-over list: with the first broker down, the agent reaches the second."""
+    dead = f"tcp://127.0.0.1:{harness.free_port()}"
+    agent = make_agent(node_id, broker, broker__uris=[dead, broker.uri])
+    birth = start_and_wait_birth(agent, brain)
+    assert birth.doc["broker"] == broker.uri, birth.doc
+    wait_telemetry(brain, birth.index, 1, timeout=5)
+
+
+def test_feature_config_error_disables_only_that_feature(broker, brain, make_agent, node_id):
+    """A mistake in one feature's settings disables that feature with a clear message; the agent
+    still runs, publishes its birth and answers commands."""
+    agent = make_agent(node_id, broker, telemetry__interval_s=0)
+    birth = start_and_wait_birth(agent, brain)
+    err = agent.stderr()
+    assert "telemetry.interval_s: must be between 1 and 3600, got 0" in err, err
+    assert "feature 'telemetry' disabled" in err, err
+    time.sleep(2.5)
+    assert not brain.telemetry(since=birth.index), "telemetry was disabled but still sent"
+    brain.send_command({"schema_version": 1, "id": "fc1", "command": "rebirth"})
+    ack = brain.wait_ack("fc1", since=birth.index)
+    assert ack.doc["code"] == "ok", ack.doc
+    assert agent.alive()

@@ -227,7 +227,7 @@ void Daemon::discover_node() {
         refs.push_back({dev.id, dev.pci_address, dev.device_class == DeviceClass::cpu && dev.cpu.has_value()});
     if (!telemetry_enabled_) return;
     auto sampler = std::make_unique<telemetry::TelemetrySampler>(opt_.proc_root, cfg_.discovery.sysfs_root, refs);
-    // Device telemetry a backend offers (NVML through the CUDA plugin). Only plugins whose
+    // Device telemetry a backend offers (NVML through the CUDA plugin, Sysman through Level Zero). Only plugins whose
     // isolated probe succeeded and found devices are loaded here, and loading one initialises
     // no compute runtime: its telemetry extra must not (see cpn_backend.h).
     for (const PluginReport& p : inv_.plugins) {
@@ -240,7 +240,10 @@ void Daemon::discover_node() {
         }
         void* fn = lib->backend().get_proc ? lib->backend().get_proc(CPN_DEVICE_TELEMETRY_PROC) : nullptr;
         if (fn == nullptr) continue;
-        sampler->add_plugin_source(p.name, telemetry::make_plugin_source(reinterpret_cast<cpn_device_telemetry_fn>(fn)));
+        // The figures are tagged with the library they come from: NVML for CUDA, Sysman for
+        // Level Zero, else the plugin's own name.
+        const std::string source = p.name == "cuda" ? "nvml" : p.name == "levelzero" ? "sysman" : p.name;
+        sampler->add_plugin_source(p.name, telemetry::make_plugin_source(reinterpret_cast<cpn_device_telemetry_fn>(fn), source));
         telemetry_plugins_.push_back(std::move(lib));
         spdlog::info("telemetry: device figures from backend {}", p.name);
     }

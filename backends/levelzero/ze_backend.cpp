@@ -8,6 +8,7 @@
 #include "ze_driver.hpp"
 #include "ze_exec.hpp"
 #include "ze_log.hpp"
+#include "ze_telemetry.hpp"
 
 #include <cstring>
 #include <exception>
@@ -85,10 +86,21 @@ cpn_status t_run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* 
     return guarded("run", err, [&] { return run(prepared, io, control, err); });
 }
 void t_release(cpn_prepared* prepared) { release(prepared); }
-void* t_get_proc(const char*) { return nullptr; }
+/* Named extras: CPN_DEVICE_TELEMETRY_PROC (Sysman telemetry, see ze_telemetry.hpp). */
+void* t_get_proc(const char* name) {
+    if (name != nullptr && std::strcmp(name, CPN_DEVICE_TELEMETRY_PROC) == 0) {
+        cpn_device_telemetry_fn fn = device_telemetry;
+        return reinterpret_cast<void*>(fn);
+    }
+    return nullptr;
+}
 
-/* Level Zero has no global teardown call; the loader cleans up at process exit. */
-void t_shutdown() { log(1, "shutdown"); }
+/* Level Zero has no global teardown call (nor has Sysman); the loader cleans up at process
+ * exit. Telemetry's device map and previous samples are dropped. */
+void t_shutdown() {
+    log(1, "shutdown");
+    telemetry_shutdown();
+}
 
 const cpn_backend kTable = {
     CPN_BACKEND_ABI_VERSION,

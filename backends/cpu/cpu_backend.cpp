@@ -16,6 +16,7 @@
 
 #include "cpn_backend.h"
 #include "cpn_backend_util.hpp"
+#include "cpu_bench.hpp"
 
 using namespace cpn::plugin;
 
@@ -28,6 +29,7 @@ struct CpuDevice {
 struct Prepared {
     CpuDevice* device = nullptr;
     float a = 0.f;
+    cpn::cpubench::Bench* bench = nullptr;  // set for the "bench.*" kinds (cpu_bench.cpp)
 };
 
 std::string cpuinfo_field(const std::string& key) {
@@ -73,6 +75,7 @@ cpn_status device_info(uint32_t index, cpn_device_desc* d, cpn_msg* err) {
     d->precisions = CPN_PREC_FP64 | CPN_PREC_FP32;
     d->healthy = 1;
     attr_int(d, "cpu.worker_threads", d->compute_units);
+    cpn::cpubench::describe_device(d);  // precisions the ISA has, and cpu.bench_isa
     return CPN_OK;
 }
 
@@ -86,7 +89,8 @@ cpn_status device_open(uint32_t index, cpn_device_handle** out, cpn_msg* err) {
 
 void device_close(cpn_device_handle* h) { delete reinterpret_cast<CpuDevice*>(h); }
 
-cpn_status query(cpn_device_handle*, const cpn_workload* w, cpn_query_result* out, cpn_msg*) {
+cpn_status query(cpn_device_handle*, const cpn_workload* w, cpn_query_result* out, cpn_msg* err) {
+    if (cpn::cpubench::is_bench_kind(w->kind)) return cpn::cpubench::query(w, out, err);
     if (std::strcmp(w->kind, "selftest.saxpy") == 0) {
         out->supported = 1;
         return CPN_OK;
@@ -108,13 +112,24 @@ bool parse_a(const char* json, float& a) {
 }
 
 cpn_status prepare(cpn_device_handle* h, const cpn_workload* w, cpn_prepared** out, cpn_msg* err) {
+    if (cpn::cpubench::is_bench_kind(w->kind)) {
+        cpn::cpubench::Bench* bench = nullptr;
+        if (cpn_status st = cpn::cpubench::prepare(w, &bench, err); st != CPN_OK) return st;
+        auto* p = new (std::nothrow) Prepared{reinterpret_cast<CpuDevice*>(h), 0.f, bench};
+        if (p == nullptr) {
+            cpn::cpubench::release(bench);
+            return fail(err, CPN_E_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+        *out = reinterpret_cast<cpn_prepared*>(p);
+        return CPN_OK;
+    }
     if (std::strcmp(w->kind, "selftest.saxpy") != 0)
         return fail(err, CPN_E_UNSUPPORTED, "cpu backend: workload kind '%s' is not supported", w->kind);
     float a = 0;
     if (!parse_a(w->params_json, a))
         return fail(err, CPN_E_INVALID_ARGUMENT, "selftest.saxpy: params must be {\"a\": <number>}, got %s",
                     w->params_json);
-    auto* p = new (std::nothrow) Prepared{reinterpret_cast<CpuDevice*>(h), a};
+    auto* p = new (std::nothrow) Prepared{reinterpret_cast<CpuDevice*>(h), a, nullptr};
     if (p == nullptr) return fail(err, CPN_E_OUT_OF_MEMORY, "cpu backend: out of memory");
     *out = reinterpret_cast<cpn_prepared*>(p);
     return CPN_OK;
@@ -128,6 +143,7 @@ const cpn_buffer* find(const cpn_buffer* b, uint32_t n, const char* name) {
 
 cpn_status run(cpn_prepared* pp, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* err) {
     auto* p = reinterpret_cast<Prepared*>(pp);
+    if (p->bench != nullptr) return cpn::cpubench::run(p->bench, io, ctl, err);
     if (ctl != nullptr && ctl->cancel != nullptr && *ctl->cancel != 0)
         return fail(err, CPN_E_CANCELLED, "selftest.saxpy: cancelled before start");
     if (ctl != nullptr && ctl->deadline_ns != 0 && now_ns() > ctl->deadline_ns)
@@ -167,7 +183,12 @@ cpn_status run(cpn_prepared* pp, cpn_run_io* io, const cpn_run_control* ctl, cpn
     return CPN_OK;
 }
 
-void release(cpn_prepared* p) { delete reinterpret_cast<Prepared*>(p); }
+void release(cpn_prepared* pp) {
+    auto* p = reinterpret_cast<Prepared*>(pp);
+    if (p == nullptr) return;
+    if (p->bench != nullptr) cpn::cpubench::release(p->bench);
+    delete p;
+}
 
 const cpn_backend kBackend = {
     CPN_BACKEND_ABI_VERSION, sizeof(cpn_backend), "cpu", "0.1.0",

@@ -69,6 +69,28 @@ bool load_api(std::string& reason) {
     resolve(lib, "cuMemcpyHtoD_v2", api.memcpy_htod, missing);
     resolve(lib, "cuMemcpyDtoH_v2", api.memcpy_dtoh, missing);
     resolve(lib, "cuLaunchKernel", api.launch_kernel, missing);
+    resolve(lib, "cuMemGetInfo_v2", api.mem_get_info, missing);
+    resolve(lib, "cuMemHostAlloc", api.mem_host_alloc, missing);
+    resolve(lib, "cuMemFreeHost", api.mem_free_host, missing);
+    resolve(lib, "cuMemcpyHtoDAsync_v2", api.memcpy_htod_async, missing);
+    resolve(lib, "cuMemcpyDtoHAsync_v2", api.memcpy_dtoh_async, missing);
+    resolve(lib, "cuMemsetD8_v2", api.memset_d8, missing);
+    resolve(lib, "cuStreamCreate", api.stream_create, missing);
+    resolve(lib, "cuStreamDestroy_v2", api.stream_destroy, missing);
+    resolve(lib, "cuStreamSynchronize", api.stream_synchronize, missing);
+    resolve(lib, "cuEventCreate", api.event_create, missing);
+    resolve(lib, "cuEventDestroy_v2", api.event_destroy, missing);
+    resolve(lib, "cuEventRecord", api.event_record, missing);
+    resolve(lib, "cuEventSynchronize", api.event_synchronize, missing);
+    resolve(lib, "cuOccupancyMaxActiveBlocksPerMultiprocessor", api.occupancy_max_active_blocks,
+            missing);
+    {
+        std::string no_v2;
+        resolve(lib, "cuEventElapsedTime_v2", api.event_elapsed_time, no_v2);
+        if (api.event_elapsed_time == nullptr) {
+            resolve(lib, "cuEventElapsedTime", api.event_elapsed_time, missing);
+        }
+    }
     /* The UUID: _v2 since driver 11.4, the original before; same signature. Optional. */
     std::string no_uuid;
     resolve(lib, "cuDeviceGetUuid_v2", api.device_get_uuid, no_uuid);

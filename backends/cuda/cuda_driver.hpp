@@ -43,6 +43,25 @@ struct DriverApi {
     decltype(&::cuMemcpyHtoD_v2) memcpy_htod = nullptr;
     decltype(&::cuMemcpyDtoH_v2) memcpy_dtoh = nullptr;
     decltype(&::cuLaunchKernel) launch_kernel = nullptr;
+
+    /* Used by the bench.* workloads (cuda_bench.cpp). */
+    decltype(&::cuMemGetInfo_v2) mem_get_info = nullptr;
+    decltype(&::cuMemHostAlloc) mem_host_alloc = nullptr;
+    decltype(&::cuMemFreeHost) mem_free_host = nullptr;
+    decltype(&::cuMemcpyHtoDAsync_v2) memcpy_htod_async = nullptr;
+    decltype(&::cuMemcpyDtoHAsync_v2) memcpy_dtoh_async = nullptr;
+    decltype(&::cuMemsetD8_v2) memset_d8 = nullptr;
+    decltype(&::cuStreamCreate) stream_create = nullptr;
+    decltype(&::cuStreamDestroy_v2) stream_destroy = nullptr;
+    decltype(&::cuStreamSynchronize) stream_synchronize = nullptr;
+    decltype(&::cuEventCreate) event_create = nullptr;
+    decltype(&::cuEventDestroy_v2) event_destroy = nullptr;
+    decltype(&::cuEventRecord) event_record = nullptr;
+    decltype(&::cuEventSynchronize) event_synchronize = nullptr;
+    /* cuEventElapsedTime_v2 where the driver has it (>= 12.8), else the original; same
+     * signature. */
+    decltype(&::cuEventElapsedTime_v2) event_elapsed_time = nullptr;
+    decltype(&::cuOccupancyMaxActiveBlocksPerMultiprocessor) occupancy_max_active_blocks = nullptr;
 };
 
 /* What probe() found out about the driver, cached by driver_state(). */

@@ -3,6 +3,7 @@
 #include "cuda_exec.hpp"
 
 #include "cpn_backend_util.hpp"
+#include "cuda_bench.hpp"
 #include "cuda_errors.hpp"
 #include "cuda_log.hpp"
 #include "embedded_fatbin.hpp"
@@ -304,9 +305,11 @@ cpn_status query(cpn_device_handle* device, const cpn_workload* workload, cpn_qu
     std::memset(out, 0, sizeof *out);
     out->struct_size = size;
 
+    if (is_bench_kind(workload->kind)) return bench_query(device, workload, out, err);
     if (std::strcmp(workload->kind, kSaxpyKind) != 0) {
         copy_str(out->reason, std::string("cuda backend does not support workload kind \"") +
-                                  workload->kind + "\" (supported: " + kSaxpyKind + ")");
+                                  workload->kind + "\" (supported: " + kSaxpyKind + " " +
+                                  bench_kinds_text() + ")");
         return CPN_OK;
     }
     float a = 0.0f;
@@ -336,10 +339,11 @@ cpn_status prepare(cpn_device_handle* device, const cpn_workload* workload, cpn_
     if (out == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "prepare: out is NULL");
     *out = nullptr;
     if (cpn_status s = check_workload(workload, "prepare", err); s != CPN_OK) return s;
+    if (is_bench_kind(workload->kind)) return bench_prepare(device, workload, out, err);
     if (std::strcmp(workload->kind, kSaxpyKind) != 0) {
         return fail(err, CPN_E_UNSUPPORTED,
-                    "cuda backend does not support workload kind \"%s\" (supported: %s)",
-                    workload->kind, kSaxpyKind);
+                    "cuda backend does not support workload kind \"%s\" (supported: %s %s)",
+                    workload->kind, kSaxpyKind, bench_kinds_text());
     }
     float a = 0.0f;
     std::string problem;
@@ -395,6 +399,7 @@ cpn_status prepare(cpn_device_handle* device, const cpn_workload* workload, cpn_
 cpn_status run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* control,
                cpn_msg* err) {
     if (prepared == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "run: prepared is NULL");
+    if (prepared->bench != nullptr) return bench_run(prepared, io, control, err);
     if (io == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "run: io is NULL");
     if (io->struct_size < sizeof(cpn_run_io)) {
         return fail(err, CPN_E_INVALID_ARGUMENT,
@@ -480,9 +485,15 @@ cpn_status run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* co
     return CPN_OK;
 }
 
-/* Unloads the module prepare loaded. NULL is a no-op. Must come before device_close. */
+/* Unloads the module prepare loaded (or frees a bench workload's state). NULL is a no-op. Must
+ * come before device_close. */
 void release(cpn_prepared* prepared) {
     if (prepared == nullptr) return;
+    if (prepared->bench != nullptr) {
+        bench_release(prepared->bench);
+        delete prepared;
+        return;
+    }
     const DriverApi* api = prepared->device->api;
     {
         ScopedContext scope(api, prepared->device->ctx);

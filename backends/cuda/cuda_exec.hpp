@@ -1,11 +1,16 @@
 // cuda_exec.hpp: the execution half of the CUDA backend (device_open ... device_close).
 //
-// One workload kind is implemented: "selftest.saxpy" (y = a*x + y over float32), whose kernel
-// is built by nvcc into a fatbin embedded in the plugin and loaded with cuModuleLoadData.
+// Workload kinds: "selftest.saxpy" (y = a*x + y over float32), whose kernel is built by nvcc into
+// a fatbin embedded in the plugin and loaded with cuModuleLoadData, and the "bench.*" kinds of
+// cpn_bench.h, which this file dispatches to cuda_bench.cpp.
 #pragma once
 
 #include "cpn_backend.h"
 #include "cuda_driver.hpp"
+
+namespace cpn::cuda {
+struct BenchState;
+}
 
 /* The opaque handles of cpn_backend.h, defined here for this plugin only. */
 struct cpn_device_handle {
@@ -22,6 +27,7 @@ struct cpn_prepared {
     CUmodule module = nullptr;
     CUfunction function = nullptr;
     float a = 0.0f; /* selftest.saxpy's parameter */
+    cpn::cuda::BenchState* bench = nullptr; /* a bench.* workload (cuda_bench.hpp), else NULL */
 };
 
 namespace cpn::cuda {

@@ -38,6 +38,9 @@ struct NvmlApi {
     nvml::GetMemoryInfoFn get_memory_info = nullptr;
     nvml::GetTemperatureFn get_temperature = nullptr;
     nvml::GetPowerUsageFn get_power_usage = nullptr;
+    /* Optional (bench clock readings): absent from an old NVML without failing telemetry. */
+    nvml::GetClockInfoFn get_clock_info = nullptr;
+    nvml::GetClocksReasonsFn get_clocks_reasons = nullptr;
 };
 
 /* Everything below is guarded by g_mutex: telemetry normally has one caller, but the ABI does
@@ -88,6 +91,12 @@ cpn_status load_and_init(std::string& reason) {
         resolve("nvmlDeviceGetMemoryInfo", api.get_memory_info, missing);
         resolve("nvmlDeviceGetTemperature", api.get_temperature, missing);
         resolve("nvmlDeviceGetPowerUsage", api.get_power_usage, missing);
+        std::string optional;
+        resolve("nvmlDeviceGetClockInfo", api.get_clock_info, optional);
+        resolve("nvmlDeviceGetCurrentClocksEventReasons", api.get_clocks_reasons, optional);
+        if (api.get_clocks_reasons == nullptr) {
+            resolve("nvmlDeviceGetCurrentClocksThrottleReasons", api.get_clocks_reasons, optional);
+        }
         g_api = api;
         if (!missing.empty()) {
             reason = std::string("NVML too old or damaged: ") + kNvmlLibrary + " lacks " + missing;
@@ -235,7 +244,48 @@ cpn_status sample(const char* pci_address, cpn_device_telemetry* out, cpn_msg* e
     return read_figures(pci, bus_id, h, out, err);
 }
 
+bool sample_clock(const char* pci_address, unsigned* sm_mhz, bool* have_mhz,
+                  unsigned long long* reasons, bool* have_reasons) {
+    *have_mhz = false;
+    *have_reasons = false;
+    if (pci_address == nullptr) return false;
+    const std::string pci = plugin::normalise_pci(pci_address);
+    const std::string bus_id = nvml_bus_id(pci);
+    if (bus_id.empty()) return false;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    cpn_msg err{};
+    if (ensure_ready(&err) != CPN_OK) return false;
+    nvml::Device h = nullptr;
+    if (device_handle(pci, bus_id, &h, &err) != CPN_OK) return false;
+    if (g_api.get_clock_info != nullptr) {
+        unsigned mhz = 0;
+        if (g_api.get_clock_info(h, nvml::kClockSm, &mhz) == nvml::kSuccess) {
+            *sm_mhz = mhz;
+            *have_mhz = true;
+        }
+    }
+    if (g_api.get_clocks_reasons != nullptr) {
+        unsigned long long r = 0;
+        if (g_api.get_clocks_reasons(h, &r) == nvml::kSuccess) {
+            *reasons = r;
+            *have_reasons = true;
+        }
+    }
+    return true;
+}
+
 }  // namespace
+
+bool clock_sample(const char* pci_address, unsigned* sm_mhz, bool* have_mhz,
+                  unsigned long long* reasons, bool* have_reasons) {
+    try {
+        return sample_clock(pci_address, sm_mhz, have_mhz, reasons, have_reasons);
+    } catch (...) {
+        *have_mhz = false;
+        *have_reasons = false;
+        return false;
+    }
+}
 
 cpn_status device_telemetry(const char* pci_address, cpn_device_telemetry* out, cpn_msg* err) {
     try {

@@ -19,6 +19,14 @@ namespace cpn::cuda {
  * GeForce without power readout simply lacks CPN_TELEM_POWER). Never throws. */
 cpn_status device_telemetry(const char* pci_address, cpn_device_telemetry* out, cpn_msg* err);
 
+/* One clock reading of the GPU at `pci_address` for the bench.* workloads: the SM clock in MHz
+ * and NVML's clock event (throttle) reasons mask. Loads and initialises NVML like
+ * device_telemetry (and replays its remembered failure). Returns false when NVML is absent or
+ * failing or knows no such GPU; otherwise true, with *have_mhz / *have_reasons saying which
+ * readings the GPU gave. Never throws. */
+bool clock_sample(const char* pci_address, unsigned* sm_mhz, bool* have_mhz,
+                  unsigned long long* reasons, bool* have_reasons);
+
 /* Balances nvmlInit_v2 with nvmlShutdown when telemetry initialised NVML; from shutdown().
  * The library itself stays loaded, like libcuda. */
 void telemetry_shutdown();

@@ -1,10 +1,20 @@
-// embedded_fatbin.hpp: the self-test kernel fatbin that the build embeds into the plugin
-// (kernels/selftest.cu -> nvcc -> selftest.fatbin -> embed_binary.cmake -> selftest_fatbin.cpp).
+// embedded_fatbin.hpp: the kernel fatbins that the build embeds into the plugin
+// (kernels/selftest.cu -> nvcc -> selftest.fatbin -> embed_binary.cmake -> selftest_fatbin.cpp;
+// likewise kernels/bench.cu -> bench_fatbin, and kernels/bench_sm90a.cu -> bench_sm90a_fatbin
+// when CPN_CUDA_HAVE_SM90A is 1).
 #pragma once
 
 namespace cpn::cuda::embedded {
 
 extern const unsigned char selftest_fatbin[];
 extern const unsigned long long selftest_fatbin_size;
+
+extern const unsigned char bench_fatbin[];
+extern const unsigned long long bench_fatbin_size;
+
+#if defined(CPN_CUDA_HAVE_SM90A) && CPN_CUDA_HAVE_SM90A
+extern const unsigned char bench_sm90a_fatbin[];
+extern const unsigned long long bench_sm90a_fatbin_size;
+#endif
 
 }  // namespace cpn::cuda::embedded

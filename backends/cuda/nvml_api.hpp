@@ -45,5 +45,22 @@ using GetUtilizationRatesFn = Return (*)(Device, Utilization*);          /* nvml
 using GetMemoryInfoFn = Return (*)(Device, Memory*);                     /* nvmlDeviceGetMemoryInfo */
 using GetTemperatureFn = Return (*)(Device, int, unsigned int*);         /* nvmlDeviceGetTemperature */
 using GetPowerUsageFn = Return (*)(Device, unsigned int*);               /* nvmlDeviceGetPowerUsage, mW */
+using GetClockInfoFn = Return (*)(Device, int, unsigned int*);           /* nvmlDeviceGetClockInfo, MHz */
+/* nvmlDeviceGetCurrentClocksEventReasons (driver >= 535), or its older name
+ * nvmlDeviceGetCurrentClocksThrottleReasons: a bit mask of the reasons below. */
+using GetClocksReasonsFn = Return (*)(Device, unsigned long long*);
+
+constexpr int kClockSm = 1; /* NVML_CLOCK_SM */
+
+/* nvmlClocksEventReason* / nvmlClocksThrottleReason* bits. */
+constexpr unsigned long long kReasonGpuIdle = 0x1ull;
+constexpr unsigned long long kReasonApplicationsClocksSetting = 0x2ull;
+constexpr unsigned long long kReasonSwPowerCap = 0x4ull;
+constexpr unsigned long long kReasonHwSlowdown = 0x8ull;
+constexpr unsigned long long kReasonSyncBoost = 0x10ull;
+constexpr unsigned long long kReasonSwThermalSlowdown = 0x20ull;
+constexpr unsigned long long kReasonHwThermalSlowdown = 0x40ull;
+constexpr unsigned long long kReasonHwPowerBrakeSlowdown = 0x80ull;
+constexpr unsigned long long kReasonDisplayClockSetting = 0x100ull;
 
 }  // namespace cpn::cuda::nvml

@@ -199,4 +199,70 @@ bool json_number_member(const char* json, const char* key, double* value, bool* 
     }
 }
 
+bool json_object_members(const char* json, std::vector<std::pair<std::string, std::string>>* out,
+                         std::string* error) noexcept {
+    try {
+        out->clear();
+        if (json == nullptr) json = "{}";
+        Scanner s{json, {}};
+        s.ws();
+        if (*s.p != '{') {
+            *error = "params_json is not a JSON object";
+            return false;
+        }
+        ++s.p;
+        s.ws();
+        bool ok = true;
+        if (*s.p == '}') {
+            ++s.p;
+        } else {
+            for (;;) {
+                s.ws();
+                std::string name;
+                if (!s.string(&name)) {
+                    ok = false;
+                    break;
+                }
+                s.ws();
+                if (*s.p != ':') {
+                    ok = s.bad("expected ':'");
+                    break;
+                }
+                ++s.p;
+                s.ws();
+                const char* start = s.p;
+                if (!s.skip(1)) {
+                    ok = false;
+                    break;
+                }
+                out->emplace_back(std::move(name), std::string(start, static_cast<size_t>(s.p - start)));
+                s.ws();
+                if (*s.p == ',') {
+                    ++s.p;
+                    continue;
+                }
+                if (*s.p == '}') {
+                    ++s.p;
+                    break;
+                }
+                ok = s.bad("expected ',' or '}'");
+                break;
+            }
+        }
+        if (ok) {
+            s.ws();
+            if (*s.p != '\0') ok = s.bad("trailing characters after the object");
+        }
+        if (!ok) {
+            *error = "params_json is not valid JSON: " + s.err + " at offset " +
+                     std::to_string(s.p - json);
+            return false;
+        }
+        return true;
+    } catch (...) {
+        *error = "params_json: out of memory while parsing";
+        return false;
+    }
+}
+
 }  // namespace cpn::cuda

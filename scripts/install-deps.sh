@@ -15,6 +15,8 @@ packages=(
   ocl-icd-opencl-dev opencl-headers opencl-c-headers pocl-opencl-icd libze-dev libze1 libxrt-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3 python3-jsonschema python3-pytest python3-paho-mqtt
+  # the peer the OpenCL benchmark figures are compared against (bench/, not the tests)
+  clpeak
 )
 missing=()
 for p in "${packages[@]}"; do

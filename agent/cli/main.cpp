@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     auto reg = [&](std::function<int()> f) { actions.emplace_back(app.get_subcommands({}).back(), f); };
     reg(cpn::cli::add_discover_command(app, g));
     reg(cpn::cli::add_run_command(app, g));
+    reg(cpn::cli::add_bench_command(app, g));
     reg(cpn::cli::add_probe_plugin_command(app));
 
     try {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -105,6 +106,31 @@ Setter int64_key(std::function<int64_t&(Config&)> field, int64_t lo, int64_t hi)
     };
 }
 
+Setter double_key(std::function<double&(Config&)> field, double lo, double hi) {
+    return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
+        if (n.IsNull()) return;
+        double v = 0;
+        bool ok = n.IsScalar();
+        if (ok) {
+            const std::string& s = n.Scalar();
+            size_t used = 0;
+            try {
+                v = std::stod(s, &used);
+            } catch (...) {
+                ok = false;
+            }
+            ok = ok && used == s.size() && !s.empty() && std::isfinite(v);
+        }
+        if (!ok) return ctx.error(n.Mark(), key, "expected a number, got " + describe(n));
+        if (v < lo || v > hi) {
+            std::ostringstream m;
+            m << "must be between " << lo << " and " << hi << ", got " << v;
+            return ctx.error(n.Mark(), key, m.str());
+        }
+        field(c) = v;
+    };
+}
+
 Setter bool_key(std::function<bool&(Config&)> field) {
     return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
         if (n.IsNull()) return;
@@ -182,6 +208,21 @@ std::string check_protocol(const std::string& s) {
     if (s != "5" && s != "3.1.1") return "'" + s + "' is not an MQTT version (expected 5 or 3.1.1)";
     return {};
 }
+std::string check_capacity_mode(const std::string& s) {
+    if (s != "quick" && s != "full" && s != "off")
+        return "'" + s + "' is not a benchmark mode (expected quick, full or off)";
+    return {};
+}
+/* "name:precision:intensity", e.g. "cnn-inference:int8:40". */
+std::string check_task_class(const std::string& s) {
+    static const std::regex re("([a-z0-9][a-z0-9._-]{0,63}):(fp64|fp32|fp16|bf16|int8):([0-9]+(\\.[0-9]+)?)");
+    std::smatch m;
+    if (!std::regex_match(s, m, re))
+        return "'" + s + "' is not a task class (expected name:precision:intensity, precision one of fp64, "
+               "fp32, fp16, bf16, int8, intensity in operations per byte, e.g. cnn-inference:int8:40)";
+    if (std::stod(m[3].str()) <= 0) return "'" + s + "': the intensity must be above 0";
+    return {};
+}
 std::string check_level(const std::string& s) {
     if (!is_log_level(s))
         return "'" + s + "' is not a log level (expected trace, debug, info, warn, error or off)";
@@ -255,6 +296,32 @@ const std::vector<KeyDef>& key_defs() {
         {{"discovery.sysfs_root", "string", "\"/sys\"",
           "Where sysfs is mounted (tests point it at recorded trees)"},
          string_key([](Config& c) -> std::string& { return c.discovery.sysfs_root; }, check_abs_path)},
+        {{"capacity.mode", "enum", "quick",
+          "Benchmark run when the stored capacity is missing or stale: quick, full or off"},
+         string_key([](Config& c) -> std::string& { return c.capacity.mode; }, check_capacity_mode)},
+        {{"capacity.reference.compute", "float", "1.0e+12", "Reference node's fp32 rate, FLOP/s (L1 compute = 1.0)"},
+         double_key([](Config& c) -> double& { return c.capacity.ref_compute; }, 1, 1e18)},
+        {{"capacity.reference.memory", "float", "1.0e+11", "Reference node's triad bandwidth, B/s (L1 memory = 1.0)"},
+         double_key([](Config& c) -> double& { return c.capacity.ref_memory; }, 1, 1e18)},
+        {{"capacity.reference.ai", "float", "4.0e+12",
+          "Reference node's best int8/fp16/bf16 rate, op/s (L1 ai = 1.0)"},
+         double_key([](Config& c) -> double& { return c.capacity.ref_ai; }, 1, 1e18)},
+        {{"capacity.reference.render", "float", "10.0", "Reference node's rate on the render reference job (L1 render = 1.0)"},
+         double_key([](Config& c) -> double& { return c.capacity.ref_render; }, 1e-9, 1e18)},
+        {{"capacity.weights.compute", "float", "0.35", "Weight of L1 compute in the L2 score"},
+         double_key([](Config& c) -> double& { return c.capacity.w_compute; }, 0, 1000)},
+        {{"capacity.weights.memory", "float", "0.25", "Weight of L1 memory in the L2 score"},
+         double_key([](Config& c) -> double& { return c.capacity.w_memory; }, 0, 1000)},
+        {{"capacity.weights.ai", "float", "0.30", "Weight of L1 ai in the L2 score"},
+         double_key([](Config& c) -> double& { return c.capacity.w_ai; }, 0, 1000)},
+        {{"capacity.weights.render", "float", "0.10", "Weight of L1 render in the L2 score"},
+         double_key([](Config& c) -> double& { return c.capacity.w_render; }, 0, 1000)},
+        {{"capacity.task_classes", "string-list",
+          "[\"dense-linear-algebra:fp64:16\", \"cnn-inference:int8:40\", \"cnn-inference-fp16:fp16:40\", "
+          "\"transformer-decode:bf16:1\", \"stencil:fp32:0.5\", \"rendering:fp32:4\"]",
+          "Roofline task classes, name:precision:operations-per-byte"},
+         list_key([](Config& c) -> std::vector<std::string>& { return c.capacity.task_classes; },
+                  check_task_class, false)},
         {{"state_dir", "string", "\"/var/lib/cpn-agent\"",
           "State directory: journal, capacity cache, session counter"},
          string_key([](Config& c) -> std::string& { return c.state_dir; }, check_abs_path)},

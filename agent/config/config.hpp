@@ -50,6 +50,14 @@ struct Config {
         int probe_timeout_ms = 5000;
         std::string sysfs_root = "/sys";
     } discovery;
+    struct Capacity {
+        std::string mode = "quick";  // "quick", "full" or "off": benchmark when the cache is stale
+        double ref_compute = 1e12, ref_memory = 1e11, ref_ai = 4e12, ref_render = 10.0;
+        double w_compute = 0.35, w_memory = 0.25, w_ai = 0.30, w_render = 0.10;
+        std::vector<std::string> task_classes{"dense-linear-algebra:fp64:16", "cnn-inference:int8:40",
+                                              "cnn-inference-fp16:fp16:40", "transformer-decode:bf16:1",
+                                              "stencil:fp32:0.5", "rendering:fp32:4"};
+    } capacity;
     std::string state_dir = "/var/lib/cpn-agent";
     struct Log {
         std::string level = "info";

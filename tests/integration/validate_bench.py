@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""`cpn-agent bench` on this machine, for real: the machine output validates against
+docs/schemas/capacity-record.schema.json; the CPU is measured (fp32 all cores and one core,
+triad) beside its theoretical peak; nothing is above its physical limit; the cache is written
+only when asked; --compare shows the change; CLI mistakes are usage errors that say what was
+wrong. Speed is never asserted here (bench/ measures it)."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import jsonschema
+
+
+def main():
+    agent, schema_dir, plugin_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+    store = {}
+    for name in os.listdir(schema_dir):
+        if name.endswith(".json"):
+            with open(os.path.join(schema_dir, name)) as f:
+                s = json.load(f)
+            store[s["$id"]] = s
+    schema = store["https://cpn-agent.dev/schemas/capacity-record.schema.json"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+
+    tmp = tempfile.mkdtemp(prefix="cpn-bench-test-")
+    state = os.path.join(tmp, "state")
+    os.makedirs(state)
+    config = os.path.join(tmp, "agent.yaml")
+    with open(config, "w") as f:
+        f.write(f'state_dir: "{state}"\nplugins:\n  dir: "{plugin_dir}"\n')
+
+    def bench(*args, check_rc=0):
+        p = subprocess.run([agent, "--config", config, "bench", *args], capture_output=True, text=True,
+                           timeout=600)
+        if check_rc is not None and p.returncode != check_rc:
+            sys.exit(f"cpn-agent bench {' '.join(args)} exited {p.returncode}, expected {check_rc}:\n"
+                     f"{p.stdout}\n{p.stderr}")
+        return p
+
+    # 1. Quick mode, machine output, not stored.
+    out = os.path.join(tmp, "first.json")
+    bench("--quick", "--json", "--no-store", "-o", out)
+    with open(out) as f:
+        rec = json.load(f)
+    errors = [f"{'/'.join(str(x) for x in e.absolute_path) or '(root)'}: {e.message}"
+              for e in validator.iter_errors(rec)]
+    if errors:
+        sys.exit("capacity record does not match its schema:\n  " + "\n  ".join(errors[:20]))
+    assert not os.path.exists(os.path.join(state, "capacity.json")), "--no-store wrote the cache"
+    devices = {d["device_id"]: d for d in rec["l0"]["devices"]}
+    assert "cpu" in devices, f"no CPU in the bench result: {list(devices)}"
+    figs = {f["name"]: f for f in devices["cpu"]["figures"]}
+    for name in ("clock", "fp32", "fp32.1core", "fp64", "mem.triad", "mem.copy"):
+        assert name in figs, f"CPU figure {name} missing: {sorted(figs)}"
+        f = figs[name]
+        assert f["status"] == "ok", f"CPU {name}: {f['status']}: {f.get('reason')}"
+        assert f["value"] > 0 and f["stats"]["samples"] >= 3, f
+        assert f["check"], f"CPU {name}: the backend did not say what it verified"
+    for name in ("fp32", "fp32.1core", "fp64"):
+        p = figs[name]["peak"]
+        assert p["known"], f"CPU {name}: no theoretical peak: {p.get('reason')}"
+        assert any(i["name"] == "clock" and "measured" in i["source"] for i in p["inputs"]), p
+        assert 0 < figs[name]["efficiency"] <= 1.03, f"CPU {name} efficiency {figs[name]['efficiency']}"
+    assert figs["fp32"]["value"] > figs["fp32.1core"]["value"] or os.cpu_count() == 1
+    flagged = [f"{d} {f['name']}" for d, dev in devices.items() for f in dev["figures"] if f["status"] == "above_peak"]
+    assert not flagged, f"figures above their physical limit: {flagged}"
+    assert rec["l2"]["node"] > 0 and rec["l1"]["node"]["compute"] > 0, rec["l1"]
+    print(f"quick: {rec['l0']['seconds']:.1f} s, cpu fp32 {figs['fp32']['value'] / 1e9:.1f} GFLOP/s "
+          f"({100 * figs['fp32']['efficiency']:.0f} % of peak), triad {figs['mem.triad']['value'] / 1e9:.1f} GB/s, "
+          f"L2 {rec['l2']['node']:.3f}")
+
+    # 2. One device, table output, --compare against the first run, stored.
+    p = bench("--device", "CPU", "--compare", out)
+    assert "CHANGE" in p.stdout.splitlines()[0], p.stdout
+    assert "fp32" in p.stdout and "%" in p.stdout, p.stdout
+    assert not os.path.exists(os.path.join(state, "capacity.json")), "a one-device run must not replace the node's cache"
+
+    # 3. The whole node, stored in the state directory with its fingerprint.
+    bench("--quick", "--json")
+    with open(os.path.join(state, "capacity.json")) as f:
+        cache = json.load(f)
+    assert len(cache["fingerprint"]) == 16 and cache["report"]["devices"], cache.keys()
+
+    # 4. Mistakes are usage errors naming the problem.
+    p = bench("--device", "pci-0000:99:00.0", check_rc=2)
+    assert "--device pci-0000:99:00.0: no such device (known: cpu" in p.stderr, p.stderr
+    p = bench("--compare", os.path.join(tmp, "nope.json"), check_rc=2)
+    assert "--compare" in p.stderr and "nope.json" in p.stderr, p.stderr
+    with open(os.path.join(tmp, "junk.json"), "w") as f:
+        f.write('{"hello": 1}')
+    p = bench("--compare", os.path.join(tmp, "junk.json"), check_rc=2)
+    assert "not a cpn-agent bench result" in p.stderr, p.stderr
+    p = bench("--quick", "--full", check_rc=2)
+    print("bench CLI: schema, peaks, cache, --compare and usage errors OK")
+
+
+if __name__ == "__main__":
+    main()

@@ -89,7 +89,7 @@ void drain(int& fd, std::string& into) {
 }  // namespace
 
 std::vector<ProcessResult> run_processes(const std::vector<std::vector<std::string>>& argvs,
-                                         int timeout_ms) {
+                                         int timeout_ms, const std::atomic<bool>* abort) {
     std::vector<ProcessResult> results(argvs.size());
     std::vector<Child> children(argvs.size());
     const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -135,7 +135,7 @@ std::vector<ProcessResult> run_processes(const std::vector<std::vector<std::stri
         if (all_done && fds.empty()) break;
 
         auto now = Clock::now();
-        if (now >= deadline) {
+        if (now >= deadline || (abort != nullptr && abort->load())) {
             for (size_t i = 0; i < children.size(); ++i) {
                 Child& c = children[i];
                 if (c.pid > 0 && !c.exited) {

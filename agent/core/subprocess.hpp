@@ -2,6 +2,7 @@
 // vendor runtimes, which are known to hang or crash on broken drivers, from the agent.
 #pragma once
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -19,10 +20,10 @@ struct ProcessResult {
 
 constexpr size_t kMaxProcessOutput = 16u << 20;
 
-/* Runs every argv concurrently; each is killed (with its process group) when it has not
+/* Runs every argv concurrently; `abort`, when given and set, kills them as the deadline would; each is killed (with its process group) when it has not
  * finished within timeout_ms. Returns one result per argv, in order. Never throws. */
 std::vector<ProcessResult> run_processes(const std::vector<std::vector<std::string>>& argvs,
-                                         int timeout_ms);
+                                         int timeout_ms, const std::atomic<bool>* abort = nullptr);
 
 /* "exited with code 3", "killed by signal 11 (Segmentation fault)", "timed out after 5000 ms". */
 std::string describe_exit(const ProcessResult& r, int timeout_ms);

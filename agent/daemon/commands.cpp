@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/capacity.hpp"
+
 namespace cpn {
 
 ParsedCommand parse_command(const std::string& payload) {
@@ -46,9 +48,41 @@ ParsedCommand parse_command(const std::string& payload) {
     const nlohmann::json params = j.value("params", nlohmann::json::object());
     const std::string cmd = j["command"].get<std::string>();
 
-    if (cmd == "rebirth" || cmd == "rebenchmark") {
+    if (cmd == "rebirth") {
         if (!params.empty()) return fail("invalid_params", cmd + " takes no params");
-        p.kind = cmd == "rebirth" ? CommandKind::rebirth : CommandKind::rebenchmark;
+        p.kind = CommandKind::rebirth;
+        p.ack.code = "ok";
+        return p;
+    }
+    if (cmd == "rebenchmark") {
+        for (const auto& [k, v] : params.items()) {
+            if (k == "mode") {
+                if (!v.is_string() || (v.get<std::string>() != "quick" && v.get<std::string>() != "full"))
+                    return fail("invalid_params", "params.mode must be \"quick\" or \"full\", got " + v.dump());
+                p.bench_mode = v.get<std::string>();
+            } else if (k == "devices") {
+                if (!v.is_array() || v.size() > 256)
+                    return fail("invalid_params", "params.devices must be a list of at most 256 device ids");
+                for (const auto& d : v) {
+                    if (!d.is_string() || d.get<std::string>().empty() || d.get<std::string>().size() > 128)
+                        return fail("invalid_params", "params.devices: every entry must be a device id string, got " + d.dump());
+                    p.devices.push_back(d.get<std::string>());
+                }
+            } else {
+                return fail("invalid_params", "unknown parameter '" + k + "' (known: mode, devices)");
+            }
+        }
+        p.kind = CommandKind::rebenchmark;
+        p.ack.code = "ok";
+        return p;
+    }
+    if (cmd == "set_normalization") {
+        if (params.empty())
+            return fail("invalid_params", "params must hold the normalisation: reference, weights, task_classes (docs/capacity.md)");
+        Result<bench::Normalization> n = bench::normalization_from_json(params, bench::default_normalization());
+        if (!n.ok()) return fail("invalid_params", n.status().message());
+        p.kind = CommandKind::set_normalization;
+        p.normalization = params;
         p.ack.code = "ok";
         return p;
     }
@@ -67,7 +101,7 @@ ParsedCommand parse_command(const std::string& payload) {
         p.ack.code = "ok";
         return p;
     }
-    return fail("unknown_command", "unknown command '" + cmd + "' (known: rebirth, rebenchmark, set_telemetry_interval)");
+    return fail("unknown_command", "unknown command '" + cmd + "' (known: rebirth, rebenchmark, set_telemetry_interval, set_normalization)");
 }
 
 }  // namespace cpn

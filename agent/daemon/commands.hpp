@@ -3,16 +3,22 @@
 #pragma once
 
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "mqtt/messages.hpp"
 
 namespace cpn {
 
-enum class CommandKind { invalid, rebirth, rebenchmark, set_telemetry_interval };
+enum class CommandKind { invalid, rebirth, rebenchmark, set_telemetry_interval, set_normalization };
 
 struct ParsedCommand {
     CommandKind kind = CommandKind::invalid;
     int interval_s = 0;  // set_telemetry_interval
+    std::string bench_mode;            // rebenchmark: "quick", "full", or "" for the configured mode
+    std::vector<std::string> devices;  // rebenchmark: only these device ids (empty: all)
+    nlohmann::json normalization;      // set_normalization: the validated params object
     mqtt::Ack ack;       // id and command filled in as far as they could be read; code != "ok"
                          // (with its message) when kind is invalid
 };

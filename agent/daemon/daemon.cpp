@@ -20,7 +20,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "bench/capacity.hpp"
+#include "bench/capacity_cache.hpp"
 #include "config/config.hpp"
+#include "core/paths.hpp"
+#include "core/subprocess.hpp"
 #include "core/log.hpp"
 #include "daemon/commands.hpp"
 #include "inventory/discovery.hpp"
@@ -37,7 +41,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Event {
-    enum Type { lost, message, delivered, terminate, reload, connect_done } type;
+    enum Type { lost, message, delivered, terminate, reload, connect_done, bench_done } type;
     std::string a, b;  // lost: cause; message: topic, payload
     int64_t tag = 0;
     bool ok = false;
@@ -60,6 +64,14 @@ Result<std::string> read_file(const std::string& path) {
 class Daemon {
 public:
     explicit Daemon(DaemonOptions o) : opt_(std::move(o)) {}
+    ~Daemon() {
+        if (bench_thread_.joinable()) {
+            bench_abort_.store(true);
+            bench_thread_.join();
+        }
+    }
+    Daemon(const Daemon&) = delete;
+    Daemon& operator=(const Daemon&) = delete;
     int run();
 
 private:
@@ -82,6 +94,15 @@ private:
     void handle_command(const std::string& payload);
     void reload();
     void shutdown();
+    // capacity
+    void after_discovery();
+    void refresh_capacity();
+    nlohmann::json capacity_message() const;
+    nlohmann::json available_capacity(const nlohmann::json& telemetry) const;
+    void publish_capacity();
+    void start_bench(const std::string& mode, const std::vector<std::string>& devices, std::optional<mqtt::Ack> ack);
+    void finish_bench(bool ok, const std::string& detail);
+    Status load_normalization();
     // events
     void push(Event e);
     std::optional<Event> wait_event(Clock::time_point until);
@@ -108,6 +129,18 @@ private:
     uint64_t dropped_without_store_ = 0;
     int64_t telemetry_seq_memory_ = 0;  // used only when the store is disabled
     bool stopping_ = false;
+
+    // Capacity: the stored benchmark record, re-measured by a `cpn-agent bench` child process
+    // (vendor runtimes never run inside the daemon) when it is missing, stale, or asked for.
+    bench::Normalization norm_;
+    std::optional<bench::BenchReport> capacity_report_;
+    std::string capacity_reason_ = "no benchmark has run on this node yet";
+    bool capacity_checked_ = false;
+    bool bench_running_ = false;
+    std::vector<std::string> bench_devices_;
+    std::vector<mqtt::Ack> bench_waiters_;   // rebenchmark commands acknowledged when it ends
+    std::thread bench_thread_;
+    std::atomic<bool> bench_abort_{false};  // set at shutdown: the child is killed
 
     std::mutex mu_;
     std::condition_variable cv_;
@@ -347,14 +380,17 @@ void Daemon::publish_retained_state() {
     const int t = 5000;
     for (const auto& [topic, doc] :
          {std::pair{topics_->state, mqtt::birth(b)}, {topics_->inventory, mqtt::inventory(cfg_.node.id, bdseq_, inv_)},
-          {topics_->capacity, mqtt::capacity_not_measured(cfg_.node.id, bdseq_)}}) {
+          {topics_->capacity, capacity_message()}}) {
         Status s = session_->publish_sync({topic, doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 1, true}, t);
         if (!s.ok()) throw std::runtime_error(s.message());
     }
 }
 
 bool Daemon::on_connected() {
-    if (discovery_.valid()) discovery_.get();  // the inventory goes right after the birth
+    if (discovery_.valid()) {
+        discovery_.get();  // the inventory goes right after the birth
+        after_discovery();
+    }
     try {
         publish_retained_state();
         Status s = session_->subscribe(topics_->cmd, 1, 5000);
@@ -369,6 +405,34 @@ bool Daemon::on_connected() {
     spdlog::info("mqtt: online at {} as {} (bdseq {}), {} message(s) to replay", session_->server_uri(),
                  cfg_.node.id, bdseq_, outbox_ ? outbox_->count() : 0);
     return true;
+}
+
+nlohmann::json Daemon::available_capacity(const nlohmann::json& telemetry) const {
+    // Each device's L2 score scaled by the share of it that is free now: the brain routes by
+    // this. The CPU's share is the node's CPU utilisation; a device whose utilisation the
+    // platform does not expose is counted whole and says so.
+    const nlohmann::json rec = bench::capacity_record(*capacity_report_, norm_);
+    nlohmann::json devices = nlohmann::json::object();
+    double total = 0;
+    for (const auto& d : rec["devices"]) {
+        const std::string id = d.value("device_id", "");
+        const double l2 = d.value("l2", 0.0);
+        double util = -1;
+        if (telemetry.contains("devices"))
+            for (const auto& t : telemetry["devices"])
+                if (t.value("id", "") == id && t.contains("utilization_pct")) util = t["utilization_pct"].get<double>();
+        if (util < 0 && id == "cpu" && telemetry.contains("node") && telemetry["node"].contains("cpu_utilization_pct"))
+            util = telemetry["node"]["cpu_utilization_pct"].get<double>();
+        nlohmann::json e = {{"l2", l2}};
+        if (util >= 0) {
+            const double free = std::clamp(1.0 - util / 100.0, 0.0, 1.0);
+            e["free_fraction"] = free;
+            e["l2"] = l2 * free;
+        }
+        total += e["l2"].get<double>();
+        devices[id] = std::move(e);
+    }
+    return {{"l2", total}, {"devices", devices}};
 }
 
 void Daemon::produce_telemetry() {
@@ -388,6 +452,7 @@ void Daemon::produce_telemetry() {
     // marked historical when it is replayed after the next birth.
     const int64_t stamp = state_ == State::online ? bdseq_ : online_bdseq_;
     nlohmann::json msg = mqtt::telemetry(cfg_.node.id, seq, stamp, cfg_.telemetry.interval_s, sample);
+    if (capacity_report_) msg["available_capacity"] = available_capacity(msg);
     std::string payload = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (outbox_) {
         Result<int64_t> id = outbox_->append("telemetry", topics_->telemetry, payload, 1, mqtt::now_ms());
@@ -458,9 +523,55 @@ void Daemon::handle_command(const std::string& payload) {
             }
             break;
         case CommandKind::rebenchmark:
-            ack.code = "unavailable";
-            ack.message = "benchmarking is not available in this version of cpn-agent";
+            if (discovery_.valid()) {
+                ack.code = "unavailable";
+                ack.message = "discovery is still running; send rebenchmark again in a moment";
+                break;
+            }
+            if (bench_running_) {
+                ack.code = "busy";
+                ack.message = "a benchmark is already running; its capacity will be published when it ends";
+                break;
+            }
+            // Acknowledged when the run ends, with its outcome (see finish_bench).
+            start_bench(c.bench_mode.empty() ? (cfg_.capacity.mode == "full" ? "full" : "quick") : c.bench_mode,
+                        c.devices, ack);
+            spdlog::info("command rebenchmark ({}): started", ack.id.value_or("no id"));
+            return;
+        case CommandKind::set_normalization: {
+            Result<bench::Normalization> n = bench::normalization_from_json(c.normalization, norm_);
+            if (!n.ok()) {
+                ack.code = "invalid_params";
+                ack.message = n.status().message();
+                break;
+            }
+            bench::Normalization next = n.value();
+            next.source = "brain (command set_normalization)";
+            nlohmann::json stored = bench::to_json(next);
+            const std::string path = cfg_.state_dir + "/normalization.json";
+            const std::string tmp = path + ".tmp";
+            {
+                std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+                out << stored.dump(1) << "\n";
+                out.flush();
+                if (!out) {
+                    ack.code = "internal";
+                    ack.message = "cannot write " + tmp;
+                    break;
+                }
+            }
+            std::error_code ec;
+            std::filesystem::rename(tmp, path, ec);
+            if (ec) {
+                ack.code = "internal";
+                ack.message = "cannot store " + path + ": " + ec.message();
+                break;
+            }
+            norm_ = next;
+            publish_capacity();
+            ack.message = "normalisation replaced and stored; capacity re-published with the new L1/L2 scores";
             break;
+        }
         case CommandKind::set_telemetry_interval:
             cfg_.telemetry.interval_s = c.interval_s;
             next_telemetry_ = Clock::now() + std::chrono::seconds(c.interval_s);
@@ -470,6 +581,156 @@ void Daemon::handle_command(const std::string& payload) {
     }
     spdlog::info("command {} ({}): {}", ack.command.value_or("?"), ack.id.value_or("no id"), ack.code);
     send_ack(ack);
+}
+
+Status Daemon::load_normalization() {
+    norm_ = bench::normalization_from_config(cfg_);
+    const std::string path = cfg_.state_dir + "/normalization.json";
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return Status::Ok();
+    Result<std::string> text = read_file(path);
+    if (!text.ok()) return text.status();
+    nlohmann::json j = nlohmann::json::parse(text.value(), nullptr, false);
+    if (j.is_discarded()) return Status(Code::invalid_argument, path + ": not valid JSON");
+    Result<bench::Normalization> n = bench::normalization_from_json(j, norm_);
+    if (!n.ok()) return Status(Code::invalid_argument, path + ": " + n.status().message());
+    norm_ = n.value();
+    norm_.source = "brain (command set_normalization, stored in " + path + ")";
+    return Status::Ok();
+}
+
+void Daemon::refresh_capacity() {
+    const std::string path = bench::capacity_cache_path(cfg_.state_dir);
+    Result<bench::CachedCapacity> c = bench::load_capacity(path);
+    capacity_report_.reset();
+    if (!c.ok()) {
+        capacity_reason_ = c.status().code() == Code::not_found ? "no benchmark has run on this node yet"
+                                                                 : c.status().message();
+        return;
+    }
+    const std::string why = bench::cache_invalid_reason(c.value(), inv_);
+    if (!why.empty()) {
+        capacity_reason_ = "the stored capacity is stale (" + why + "); re-measuring";
+        return;
+    }
+    capacity_report_ = std::move(c.value().report);
+    capacity_reason_.clear();
+}
+
+nlohmann::json Daemon::capacity_message() const {
+    if (!capacity_report_) {
+        nlohmann::json j = mqtt::capacity_not_measured(cfg_.node.id, bdseq_);
+        j["reason"] = capacity_reason_ + (bench_running_ ? " (a benchmark is running)" : "");
+        return j;
+    }
+    return mqtt::capacity_measured(cfg_.node.id, bdseq_, bench::capacity_record(*capacity_report_, norm_));
+}
+
+void Daemon::publish_capacity() {
+    if (state_ != State::online) return;  // the next birth carries it
+    const std::string payload = capacity_message().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    Status s = session_->publish_sync({topics_->capacity, payload, 1, true}, 5000);
+    if (!s.ok()) spdlog::warn("mqtt: capacity not published: {} (the next birth carries it)", s.message());
+}
+
+void Daemon::after_discovery() {
+    if (capacity_checked_) return;
+    capacity_checked_ = true;
+    if (Status s = load_normalization(); !s.ok())
+        spdlog::error("capacity: {}; using the configured normalisation", s.message());
+    refresh_capacity();
+    if (capacity_report_) {
+        spdlog::info("capacity: stored benchmark is valid for this hardware and drivers");
+        return;
+    }
+    spdlog::info("capacity: {}", capacity_reason_);
+    if (cfg_.capacity.mode == "off") {
+        capacity_reason_ += " (capacity.mode is off: send the rebenchmark command to measure)";
+        return;
+    }
+    start_bench(cfg_.capacity.mode, {}, std::nullopt);
+}
+
+void Daemon::start_bench(const std::string& mode, const std::vector<std::string>& devices,
+                         std::optional<mqtt::Ack> ack) {
+    if (ack) bench_waiters_.push_back(*ack);
+    if (bench_running_) return;
+    bench_running_ = true;
+    bench_devices_ = devices;
+    if (bench_thread_.joinable()) bench_thread_.join();
+    std::vector<std::string> argv = {executable_path()};
+    std::error_code ec;
+    if (std::filesystem::exists(opt_.config_path, ec)) argv.insert(argv.end(), {"--config", opt_.config_path});
+    argv.insert(argv.end(), {"--log-level", "warn", "bench", mode == "full" ? "--full" : "--quick", "--no-store",
+                             "--output", cfg_.state_dir + "/bench-last.json"});
+    if (!cfg_.plugins.dir.empty()) argv.insert(argv.end(), {"--plugin-dir", cfg_.plugins.dir});
+    for (const std::string& d : devices) argv.insert(argv.end(), {"--device", d});
+    spdlog::info("capacity: {} benchmark started in a child process", mode);
+    const int timeout_ms = mode == "full" ? 15 * 60 * 1000 : 5 * 60 * 1000;
+    bench_thread_ = std::thread([this, argv, timeout_ms] {
+        std::vector<ProcessResult> r = run_processes({argv}, timeout_ms, &bench_abort_);
+        const ProcessResult& p = r.front();
+        const bool ok = p.started && !p.timed_out && p.term_signal == 0 && p.exit_code == 0;
+        std::string detail = !p.started ? p.start_error : describe_exit(p, timeout_ms);
+        std::string err = p.err;
+        if (err.size() > 400) err = "..." + err.substr(err.size() - 400);
+        if (!ok && !err.empty()) detail += ": " + err;
+        push(Event{Event::bench_done, detail, {}, 0, ok});
+    });
+}
+
+void Daemon::finish_bench(bool ok, const std::string& detail) {
+    bench_running_ = false;
+    if (bench_thread_.joinable()) bench_thread_.join();
+    std::string code = "ok", message;
+    nlohmann::json data;
+    if (!ok) {
+        code = "internal";
+        message = "benchmark failed: " + detail;
+    } else {
+        Result<std::string> text = read_file(cfg_.state_dir + "/bench-last.json");
+        nlohmann::json rec = text.ok() ? nlohmann::json::parse(text.value(), nullptr, false) : nlohmann::json();
+        try {
+            if (!rec.is_object() || !rec.contains("l0")) throw std::runtime_error("no l0 record in bench-last.json");
+            bench::BenchReport report = rec["l0"].get<bench::BenchReport>();
+            if (!bench_devices_.empty() && capacity_report_) {
+                // Only some devices were re-measured: they replace their entries in the record.
+                bench::BenchReport merged = *capacity_report_;
+                for (const bench::DeviceResult& d : report.devices) {
+                    auto it = std::find_if(merged.devices.begin(), merged.devices.end(),
+                                           [&](const bench::DeviceResult& x) { return x.device_id == d.device_id; });
+                    if (it != merged.devices.end()) *it = d;
+                    else merged.devices.push_back(d);
+                }
+                merged.timestamp_ms = report.timestamp_ms;
+                report = std::move(merged);
+            }
+            Status st = bench::save_capacity(bench::capacity_cache_path(cfg_.state_dir), inv_, report);
+            if (!st.ok()) spdlog::error("capacity: {}", st.message());
+            capacity_report_ = report;
+            capacity_reason_.clear();
+            message = "benchmark finished in " + std::to_string(static_cast<int>(report.seconds * 1000)) +
+                      " ms; capacity re-published";
+            const nlohmann::json cap = bench::capacity_record(report, norm_);
+            data = {{"mode", report.mode}, {"seconds", report.seconds}, {"l2", cap["l2"]["node"]}};
+        } catch (const std::exception& e) {
+            code = "internal";
+            message = std::string("benchmark output unreadable: ") + e.what();
+        }
+    }
+    if (code == "ok") spdlog::info("capacity: {}", message);
+    else {
+        spdlog::error("capacity: {}", message);
+        if (!capacity_report_) capacity_reason_ = message;
+    }
+    publish_capacity();
+    for (mqtt::Ack& a : bench_waiters_) {
+        a.code = code;
+        a.message = message;
+        a.data = data;
+        send_ack(a);
+    }
+    bench_waiters_.clear();
 }
 
 void Daemon::reload() {
@@ -510,6 +771,12 @@ void Daemon::reload() {
 
 void Daemon::shutdown() {
     stopping_ = true;
+    if (bench_thread_.joinable()) {
+        // A running benchmark child is killed (it holds nothing worth keeping: its result is
+        // only taken when complete), so the stop stays within its 2 s.
+        bench_abort_.store(true);
+        bench_thread_.join();
+    }
     if (state_ == State::online) {
         // Let the broker acknowledge what is in flight and drop it from the store, so a clean
         // restart does not send it again (bounded: the whole stop must fit in 2 s).
@@ -607,8 +874,10 @@ int Daemon::run() {
         auto now = Clock::now();
         if (state_ == State::disconnected && now >= next_connect_) start_connect();
         if (state_ == State::connecting) poll_connect();
-        if (discovery_.valid() && discovery_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
+        if (discovery_.valid() && discovery_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
             discovery_.get();
+            after_discovery();
+        }
         const bool sampling = !discovery_.valid() && sampler_;  // sampler_ is set by discovery
         if (sampling && now >= next_telemetry_) {
             produce_telemetry();
@@ -652,6 +921,9 @@ int Daemon::run() {
                     break;
                 case Event::connect_done:
                     if (state_ == State::connecting) poll_connect();
+                    break;
+                case Event::bench_done:
+                    finish_bench(e->ok, e->a);
                     break;
             }
         }

@@ -43,7 +43,7 @@ nlohmann::json birth(const BirthInfo& b) {
                       {"dropped_total", b.store->dropped_total}};
     else
         j["store"] = nullptr;
-    j["commands"] = {"rebirth", "rebenchmark", "set_telemetry_interval"};
+    j["commands"] = {"rebirth", "rebenchmark", "set_telemetry_interval", "set_normalization"};
     return j;
 }
 
@@ -68,6 +68,15 @@ nlohmann::json capacity_not_measured(const std::string& node_id, int64_t bdseq) 
     j["status"] = "not_measured";
     j["reason"] = "no benchmark has run on this node yet";
     j["capacity"] = nullptr;
+    return j;
+}
+
+nlohmann::json capacity_measured(const std::string& node_id, int64_t bdseq, const nlohmann::json& record) {
+    nlohmann::json j = envelope("capacity", node_id);
+    j["bdseq"] = bdseq;
+    j["status"] = "measured";
+    j["reason"] = "";
+    j["capacity"] = record;
     return j;
 }
 

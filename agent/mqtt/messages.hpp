@@ -47,6 +47,8 @@ nlohmann::json death(const std::string& node_id, int64_t bdseq, const std::strin
 nlohmann::json inventory(const std::string& node_id, int64_t bdseq, const Inventory& inv);
 /* Until the benchmark issue lands there is no capacity record: status not_measured. */
 nlohmann::json capacity_not_measured(const std::string& node_id, int64_t bdseq);
+/* status "measured": the capacity record (L0, L1, L2, rooflines; docs/capacity.md). */
+nlohmann::json capacity_measured(const std::string& node_id, int64_t bdseq, const nlohmann::json& record);
 /* `sample` holds the "node" and "devices" members from the telemetry sampler. */
 nlohmann::json telemetry(const std::string& node_id, int64_t seq, int64_t bdseq, int interval_s,
                          const nlohmann::json& sample);

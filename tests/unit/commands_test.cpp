@@ -71,7 +71,7 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"UnknownField", R"({"schema_version":1,"id":"a","command":"rebirth","force":true})", "malformed",
             "unknown field 'force'", true},
         Bad{"Unknown", R"({"schema_version":1,"id":"a","command":"format_disk"})", "unknown_command",
-            "unknown command 'format_disk' (known: rebirth, rebenchmark, set_telemetry_interval)", true},
+            "unknown command 'format_disk' (known: rebirth, rebenchmark, set_telemetry_interval, set_normalization)", true},
         Bad{"ParamsNotObject", R"({"schema_version":1,"id":"a","command":"rebirth","params":[1]})",
             "invalid_params", "params must be an object", true},
         Bad{"RebirthWithParams", R"({"schema_version":1,"id":"a","command":"rebirth","params":{"x":1}})",

@@ -541,6 +541,9 @@ class Agent:
             "state_dir": str(self.state_dir),
             "plugins.dir": "",
             "log.level": "info",
+            # No automatic benchmark (it would load both cores for seconds in every test); the
+            # capacity tests turn it on.
+            "capacity.mode": "off",
         }
         self.settings.update({k.replace("__", "."): v for k, v in overrides.items()})
         self.write_config()

@@ -18,7 +18,7 @@ import harness
 from harness import retained, wait_until, write_private
 
 START_TIMEOUT = 15.0  # discovery (cpu plugin only) + connect + birth
-COMMANDS = {"rebirth", "rebenchmark", "set_telemetry_interval"}
+COMMANDS = {"rebirth", "rebenchmark", "set_telemetry_interval", "set_normalization"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,7 +87,13 @@ CMD_REBIRTH = {"schema_version": 1, "id": "c-rebirth", "command": "rebirth"}
 CMD_INTERVAL_2 = {"schema_version": 1, "id": "c-interval", "command": "set_telemetry_interval",
                   "params": {"interval_s": 2}}
 CMD_REBENCHMARK = {"schema_version": 1, "id": "c-rebench", "command": "rebenchmark"}
-VALID_COMMANDS = [CMD_REBIRTH, CMD_INTERVAL_2, CMD_REBENCHMARK]
+CMD_SET_NORMALIZATION = {"schema_version": 1, "id": "c-norm", "command": "set_normalization",
+                         "params": {"weights": {"compute": 1.0, "memory": 0, "ai": 0, "render": 0},
+                                    "task_classes": [{"name": "stencil", "precision": "fp32",
+                                                      "intensity": 0.5}]}}
+VALID_COMMANDS = [CMD_REBIRTH, CMD_INTERVAL_2, CMD_REBENCHMARK, CMD_SET_NORMALIZATION,
+                  {"schema_version": 1, "id": "c-rb-full", "command": "rebenchmark",
+                   "params": {"mode": "full", "devices": ["cpu"]}}]
 
 # (payload, expected ack id, expected code); payload str: sent raw.
 BAD_COMMANDS = [
@@ -101,6 +107,12 @@ BAD_COMMANDS = [
     ({"schema_version": 1, "id": "c-noparams", "command": "set_telemetry_interval"},
      "c-noparams", "invalid_params"),
     ({"schema_version": 2, "id": "c-v2", "command": "rebirth"}, "c-v2", "unsupported_schema_version"),
+    ({"schema_version": 1, "id": "c-rb-mode", "command": "rebenchmark", "params": {"mode": "fastest"}},
+     "c-rb-mode", "invalid_params"),
+    ({"schema_version": 1, "id": "c-norm-empty", "command": "set_normalization"}, "c-norm-empty",
+     "invalid_params"),
+    ({"schema_version": 1, "id": "c-norm-neg", "command": "set_normalization",
+      "params": {"reference": {"memory": -5}}}, "c-norm-neg", "invalid_params"),
 ]
 
 
@@ -639,18 +651,98 @@ def test_cmd_set_telemetry_interval(broker, brain, agent, node_id):
     assert_alive(agent)
 
 
-def test_cmd_rebenchmark_unavailable(broker, brain, agent, node_id):
+def _cpu_fp32(cap_doc):
+    rec = cap_doc["capacity"]
+    cpu = [d for d in rec["l0"]["devices"] if d["device_id"] == "cpu"]
+    assert cpu, f"no CPU in the capacity record: {[d['device_id'] for d in rec['l0']['devices']]}"
+    figs = {f["name"]: f for f in cpu[0]["figures"]}
+    assert figs["fp32"]["status"] == "ok", figs["fp32"]
+    return figs["fp32"]
+
+
+def test_capacity_measured_on_first_start_then_cached(broker, brain, agent, node_id):
+    agent.write_config(capacity__mode="quick")
     birth = start_and_wait_birth(agent, brain)
-    brain.wait_for("capacity", since=birth.index, timeout=10)
+    k = birth.doc["bdseq"]
+    first = brain.wait_for("capacity", since=birth.index, timeout=10)
+    assert first.doc["status"] == "not_measured", first.doc
+    assert "no benchmark has run" in first.doc["reason"] and "running" in first.doc["reason"], first.doc
+    measured = brain.wait_for("capacity", lambda d: d["status"] == "measured", since=first.index, timeout=120,
+                              what="capacity measured by the first-start benchmark")
+    assert measured.doc["bdseq"] == k
+    fp32 = _cpu_fp32(measured.doc)
+    assert fp32["peak"]["known"] and fp32["value"] > 0
+    assert measured.doc["capacity"]["l2"]["node"] > 0
+    assert (agent.state_dir / "capacity.json").exists()
+    # Telemetry now carries the capacity scaled by what is free.
+    t = wait_telemetry(brain, measured.index, 1, timeout=5)
+    avail = t.doc["available_capacity"]
+    assert 0 < avail["l2"] <= measured.doc["capacity"]["l2"]["node"] + 1e-9, avail
+    assert 0 <= avail["devices"]["cpu"]["free_fraction"] <= 1, avail
+    # A restart on the same hardware publishes the stored record at birth: no re-measurement.
+    agent.signal(signal.SIGTERM)
+    agent.wait_exit(5)
+    birth2 = start_and_wait_birth(agent, brain)
+    cap2 = brain.wait_for("capacity", since=birth2.index, timeout=10)
+    assert cap2.doc["status"] == "measured", cap2.doc
+    assert cap2.doc["capacity"]["l0"]["timestamp_ms"] == measured.doc["capacity"]["l0"]["timestamp_ms"]
+    time.sleep(2)
+    assert len(brain.select("capacity", since=birth2.index)) == 1, "the cached capacity was re-measured"
+    second_run = agent.stderr().split(f"===== run {agent.runs} =====")[-1]
+    assert "benchmark started" not in second_run and "stored benchmark is valid" in second_run, second_run[-3000:]
+    assert_alive(agent)
+
+
+def test_cmd_rebenchmark(broker, brain, agent, node_id):
+    birth = start_and_wait_birth(agent, brain)
+    cap = brain.wait_for("capacity", since=birth.index, timeout=10)
+    assert cap.doc["status"] == "not_measured" and "capacity.mode is off" in cap.doc["reason"], cap.doc
     mark = brain.mark()
     brain.send_command(CMD_REBENCHMARK)
-    ack = brain.wait_ack("c-rebench", since=mark)
+    # A second request while it runs is answered at once: busy.
+    time.sleep(0.3)
+    brain.send_command({"schema_version": 1, "id": "c-rebench-2", "command": "rebenchmark"})
+    busy = brain.wait_ack("c-rebench-2", since=mark)
+    assert (busy.doc["result"], busy.doc["code"]) == ("error", "busy"), busy.doc
+    # Telemetry continues while the benchmark runs.
+    wait_telemetry(brain, mark, 2, timeout=10)
+    ack = brain.wait_ack("c-rebench", since=mark, timeout=120)
     d = ack.doc
-    assert (d["result"], d["code"], d["command"]) == ("error", "unavailable", "rebenchmark"), d
-    assert d["message"], "an error ack should say why"
-    wait_telemetry(brain, mark, 2, timeout=6)
-    no_state_change_since(brain, mark)
-    assert not brain.select("capacity", since=mark), "capacity changed on an unavailable rebenchmark"
+    assert (d["result"], d["code"], d["command"]) == ("ok", "ok", "rebenchmark"), d
+    assert d["data"]["mode"] == "quick" and d["data"]["l2"] > 0, d
+    cap = brain.wait_for("capacity", lambda x: x["status"] == "measured", since=mark, timeout=10)
+    assert cap.index < ack.index, "the capacity is published before the ack that reports it"
+    l2 = cap.doc["capacity"]["l2"]["node"]
+    assert abs(l2 - d["data"]["l2"]) < 1e-9
+
+    # The brain replaces the normalisation: L1/L2 recomputed from the stored figures, stored.
+    mark = brain.mark()
+    brain.send_command(CMD_SET_NORMALIZATION)
+    ack = brain.wait_ack("c-norm", since=mark)
+    assert (ack.doc["result"], ack.doc["code"]) == ("ok", "ok"), ack.doc
+    cap2 = brain.wait_for("capacity", since=mark, timeout=5)
+    rec = cap2.doc["capacity"]
+    assert rec["normalization"]["weights"]["compute"] == 1.0 and rec["normalization"]["source"].startswith("brain")
+    assert rec["l0"]["timestamp_ms"] == cap.doc["capacity"]["l0"]["timestamp_ms"], "normalisation re-measured"
+    assert abs(rec["l2"]["node"] - rec["l1"]["node"]["compute"]) < 1e-9, rec["l1"]
+    assert "stencil" in rec["roofline"] and len(rec["normalization"]["task_classes"]) == 1
+    assert (agent.state_dir / "normalization.json").exists()
+    # A bad one is refused, naming the key, and changes nothing.
+    mark = brain.mark()
+    brain.send_command({"schema_version": 1, "id": "c-norm-bad", "command": "set_normalization",
+                        "params": {"weights": {"gpu": 1}}})
+    ack = brain.wait_ack("c-norm-bad", since=mark)
+    assert (ack.doc["result"], ack.doc["code"]) == ("error", "invalid_params"), ack.doc
+    assert "normalization.weights.gpu: unknown category" in ack.doc["message"], ack.doc
+    time.sleep(0.5)
+    assert not brain.select("capacity", since=mark)
+    # The stored normalisation survives a restart.
+    agent.signal(signal.SIGTERM)
+    agent.wait_exit(5)
+    birth = start_and_wait_birth(agent, brain)
+    cap3 = brain.wait_for("capacity", since=birth.index, timeout=10)
+    assert cap3.doc["status"] == "measured"
+    assert cap3.doc["capacity"]["normalization"]["weights"]["compute"] == 1.0
     assert_alive(agent)
 
 

@@ -150,6 +150,7 @@ std::string summary_table(const bench::BenchReport& r, const std::map<std::strin
             if (f.stats.discarded_throttled) status += " (" + std::to_string(f.stats.discarded_throttled) + " throttled)";
             if (f.stats.discarded_preempted) status += " (" + std::to_string(f.stats.discarded_preempted) + " preempted)";
             if (f.status != "ok" && !f.reason.empty()) status += ": " + f.reason;
+            if (f.status == "ok" && !f.reason.empty()) status += " (busy node: may be low)";
             rows.push_back({d.device_id, f.backend, f.name, value, peak, eff, cv, n, status});
             if (before) {
                 auto it = before->find(d.device_id + "/" + f.backend + "/" + f.name);

@@ -23,8 +23,23 @@ TEST(Commands, SetTelemetryInterval) {
 }
 
 TEST(Commands, Rebenchmark) {
-    EXPECT_EQ(parse_command(R"({"schema_version":1,"id":"c3","command":"rebenchmark"})").kind,
-              CommandKind::rebenchmark);
+    ParsedCommand plain = parse_command(R"({"schema_version":1,"id":"c3","command":"rebenchmark"})");
+    EXPECT_EQ(plain.kind, CommandKind::rebenchmark);
+    EXPECT_EQ(plain.bench_mode, "");
+    EXPECT_TRUE(plain.devices.empty());
+    ParsedCommand c = parse_command(
+        R"({"schema_version":1,"id":"c4","command":"rebenchmark","params":{"mode":"full","devices":["cpu","pci-0000:19:00.0"]}})");
+    EXPECT_EQ(c.kind, CommandKind::rebenchmark);
+    EXPECT_EQ(c.bench_mode, "full");
+    EXPECT_EQ(c.devices, (std::vector<std::string>{"cpu", "pci-0000:19:00.0"}));
+}
+
+TEST(Commands, SetNormalization) {
+    ParsedCommand c = parse_command(
+        R"({"schema_version":1,"id":"c5","command":"set_normalization","params":{"weights":{"ai":0.5},"reference":{"memory":2e11}}})");
+    EXPECT_EQ(c.kind, CommandKind::set_normalization);
+    EXPECT_EQ(c.ack.code, "ok");
+    EXPECT_DOUBLE_EQ(c.normalization["weights"]["ai"].get<double>(), 0.5);
 }
 
 struct Bad {
@@ -90,6 +105,28 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"IntervalExtraParam",
             R"({"schema_version":1,"id":"a","command":"set_telemetry_interval","params":{"interval_s":5,"y":1}})",
             "invalid_params", "unknown parameter 'y'", true},
+        Bad{"RebenchBadMode",
+            R"({"schema_version":1,"id":"a","command":"rebenchmark","params":{"mode":"fastest"}})",
+            "invalid_params", "params.mode must be \"quick\" or \"full\", got \"fastest\"", true},
+        Bad{"RebenchBadDevices",
+            R"({"schema_version":1,"id":"a","command":"rebenchmark","params":{"devices":"cpu"}})",
+            "invalid_params", "params.devices must be a list of at most 256 device ids", true},
+        Bad{"RebenchBadDevice",
+            R"({"schema_version":1,"id":"a","command":"rebenchmark","params":{"devices":[7]}})",
+            "invalid_params", "params.devices: every entry must be a device id string, got 7", true},
+        Bad{"RebenchUnknownParam",
+            R"({"schema_version":1,"id":"a","command":"rebenchmark","params":{"now":true}})",
+            "invalid_params", "unknown parameter 'now' (known: mode, devices)", true},
+        Bad{"NormalizationEmpty", R"({"schema_version":1,"id":"a","command":"set_normalization"})",
+            "invalid_params",
+            "params must hold the normalisation: reference, weights, task_classes (docs/capacity.md)", true},
+        Bad{"NormalizationBadWeight",
+            R"({"schema_version":1,"id":"a","command":"set_normalization","params":{"weights":{"compute":-1}}})",
+            "invalid_params", "normalization.weights.compute: -1.000000 must be >= 0", true},
+        Bad{"NormalizationUnknownKey",
+            R"({"schema_version":1,"id":"a","command":"set_normalization","params":{"scale":2}})",
+            "invalid_params",
+            "normalization.scale: unknown key (known: reference_name, reference, weights, task_classes)", true},
         Bad{"TooLarge", std::string(70000, ' '), "malformed", "command is 70000 bytes; the limit is 65536", false}),
     [](const ::testing::TestParamInfo<Bad>& i) { return std::string(i.param.name); });
 

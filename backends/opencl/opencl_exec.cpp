@@ -2,9 +2,10 @@
 //
 // device_open makes one context and one in-order queue per opened device; prepare builds (and
 // caches on the device) the program a workload kind needs and makes a kernel of it; run moves
-// the host's buffers to the device, launches, and reads the result back. One workload kind
-// exists so far, "selftest.saxpy" (y = a*x + y in fp32), which the host uses to prove a device
-// executes correctly; new kinds add a row to the dispatch in query/prepare/run.
+// the host's buffers to the device, launches, and reads the result back. Kinds: "selftest.saxpy"
+// (y = a*x + y in fp32), which the host uses to prove a device executes correctly, and the
+// "bench.*" kinds of cpn_bench.h, which query/prepare/run/release hand to opencl_bench.cpp
+// (a Prepared then holds a bench::Bench; the device owns the bench programs it built).
 //
 // The opaque cpn_device_handle / cpn_prepared pointers the host holds are Device / Prepared
 // objects of this file.
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "cpn_backend_util.hpp"
+#include "opencl_bench.hpp"
 #include "opencl_internal.hpp"
 
 namespace cpn::opencl {
@@ -33,7 +35,7 @@ using plugin::fail;
 namespace {
 
 constexpr const char* kSaxpyKind = "selftest.saxpy";
-constexpr const char* kSupportedKinds = "selftest.saxpy";
+constexpr const char* kSupportedKinds = "selftest.saxpy and the bench.* kinds of cpn_bench.h";
 constexpr const char* kSaxpyKernelName = "cpn_saxpy";
 
 /* fma(), not a*x+y: the result is then exactly the correctly rounded fused value on every
@@ -90,12 +92,14 @@ struct Device {
 
     std::mutex mu;  // guards saxpy_program
     cl_program saxpy_program = nullptr;
+    bench::ProgramCache* bench_programs = nullptr;  // bench.* programs (own lock)
 };
 
 /* One prepared workload. The kernel's arguments are per-kernel state, so runs of the same
  * Prepared are serialised by its mutex; different Prepared objects run concurrently. */
 struct Prepared {
     Device* device = nullptr;
+    bench::Bench* bench = nullptr;  // set for bench.* kinds; then kernel is NULL
     cl_kernel kernel = nullptr;
     float a = 1.0f;
     uint64_t n = 0;  // 0: any length; otherwise the element count params_json promised
@@ -112,6 +116,15 @@ Prepared* as_prepared(cpn_prepared* p) { return reinterpret_cast<Prepared*>(p); 
 
 std::string describe(const Device& d) {
     return "device " + std::to_string(d.index) + " (" + d.name + ")";
+}
+
+bench::DeviceView bench_view(const Device& d) {
+    bench::DeviceView v;
+    v.device = d.ref.device;
+    v.context = d.context;
+    v.platform_version = d.platform_version;
+    v.label = describe(d);
+    return v;
 }
 
 uint64_t monotonic_ns() {
@@ -447,6 +460,7 @@ cpn_status device_open(uint32_t index, cpn_device_handle** out, cpn_msg* err) {
         clReleaseContext(d->context);
         return cl_fail(err, rc, "clCreateCommandQueue on " + describe(*d));
     }
+    d->bench_programs = bench::new_program_cache();
     log(1, "opened " + describe(*d));
     *out = reinterpret_cast<cpn_device_handle*>(d.release());
     return CPN_OK;
@@ -462,6 +476,7 @@ void device_close(cpn_device_handle* handle) {
         clReleaseCommandQueue(d->queue);
     }
     if (d->saxpy_program != nullptr) clReleaseProgram(d->saxpy_program);
+    bench::free_program_cache(d->bench_programs);
     if (d->context != nullptr) clReleaseContext(d->context);
     delete d;
 }
@@ -486,6 +501,7 @@ cpn_status query(cpn_device_handle* handle, const cpn_workload* w, cpn_query_res
     std::memset(out, 0, sizeof *out);
     out->struct_size = size;
 
+    if (bench::is_bench_kind(w->kind)) return bench::query(bench_view(*d), w, out, err);
     if (std::strcmp(w->kind, kSaxpyKind) != 0) {
         plugin::copy_str(out->reason, unsupported_kind(w->kind));
         return CPN_OK;
@@ -516,6 +532,16 @@ cpn_status prepare(cpn_device_handle* handle, const cpn_workload* w, cpn_prepare
     *out = nullptr;
     cpn_status st = check_workload(w, "prepare", err);
     if (st != CPN_OK) return st;
+    if (bench::is_bench_kind(w->kind)) {
+        bench::Bench* b = nullptr;
+        st = bench::prepare(bench_view(*d), d->bench_programs, w, &b, err);
+        if (st != CPN_OK) return st;
+        auto p = std::make_unique<Prepared>();
+        p->device = d;
+        p->bench = b;
+        *out = reinterpret_cast<cpn_prepared*>(p.release());
+        return CPN_OK;
+    }
     if (std::strcmp(w->kind, kSaxpyKind) != 0)
         return fail(err, CPN_E_UNSUPPORTED, "%s", unsupported_kind(w->kind).c_str());
 
@@ -559,6 +585,10 @@ cpn_status run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* co
 
     cpn_status st = check_control(control, "the run started", err);
     if (st != CPN_OK) return st;
+    if (p->bench != nullptr) {
+        std::lock_guard<std::mutex> lock(p->mu);
+        return bench::run(p->bench, io, control, err);
+    }
     uint64_t n = 0;
     st = validate_saxpy_io(*p, *io, &n, err);
     if (st != CPN_OK) return st;
@@ -571,6 +601,7 @@ cpn_status run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* co
 void release(cpn_prepared* prepared) {
     Prepared* p = as_prepared(prepared);
     if (p == nullptr) return;
+    if (p->bench != nullptr) bench::release(p->bench);
     if (p->kernel != nullptr) clReleaseKernel(p->kernel);
     delete p;
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job on a fresh Debian 12 machine (as root): install, build, discover this node, then
-# run the agent against an embedded default broker (a local mosquitto on loopback) and show what
-# the brain sees: birth, inventory, capacity, telemetry, a command and its ack, and the death
-# certificate at shutdown. CPN_MAIN_SECONDS sets how long the agent runs (default 12).
+# The main job on a fresh Debian 12 machine (as root): install, build, discover this node,
+# benchmark it (quick mode: every device beside its theoretical peak, and the normalised
+# capacity), then run the agent against an embedded default broker (a local mosquitto on
+# loopback) and show what the brain sees: birth, inventory, the measured capacity, telemetry with
+# the capacity that is free, a command and its ack, and the death certificate at shutdown.
+# CPN_MAIN_SECONDS sets how long the agent runs (default 12).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -36,6 +38,10 @@ telemetry: {interval_s: 2}
 state_dir: $work/state
 CONF
 sleep 0.3
+
+echo
+echo "== cpn-agent bench --quick (stored in $work/state, published by the agent below)"
+"$agent" --config "$work/agent.yaml" bench --quick
 
 echo
 echo "== what the brain sees (mosquitto_sub -v -t 'cpn/v1/#' on 127.0.0.1:$port)"

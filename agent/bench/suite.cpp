@@ -273,6 +273,7 @@ private:
         }
         std::vector<double> rates;
         std::vector<double> clocks;
+        std::map<std::string, std::vector<double>> details;  // the plugin's extra figures, per key
         int throttled = 0, preempted = 0;
         bool busy = false;
         const double t0 = now_s();
@@ -296,12 +297,16 @@ private:
                 busy = true;
             }
             rates.push_back(rate_of(o.result, f.unit, threads, scale));
+            if (o.result.contains("detail") && o.result["detail"].is_object())
+                for (const auto& [key, v] : o.result["detail"].items())
+                    if (v.is_number()) details[key].push_back(v.get<double>());
             if (o.result.contains("clock_mhz") && o.result["clock_mhz"].is_number())
                 clocks.push_back(o.result["clock_mhz"].get<double>());
             if (should_stop(rates, plan_, now_s() - t0)) break;
         }
         if (o.result.contains("threads") && o.result["threads"].is_number_unsigned())
             f.threads = o.result["threads"].get<int>();
+        for (const auto& [key, values] : details) f.detail[key] = summarise(values).median;
         f.stats = summarise(rates);
         f.stats.discarded_throttled = throttled;
         f.stats.discarded_preempted = preempted;
@@ -561,6 +566,7 @@ void to_json(nlohmann::json& j, const Figure& f) {
         if (f.peak.known) j["efficiency"] = f.efficiency;
         j["check"] = f.check;
         j["seconds"] = f.seconds;
+        if (!f.detail.empty()) j["detail"] = f.detail;
     }
 }
 
@@ -592,6 +598,7 @@ void from_json(const nlohmann::json& j, Figure& f) {
     f.efficiency = j.value("efficiency", 0.0);
     f.check = j.value("check", "");
     f.seconds = j.value("seconds", 0.0);
+    f.detail = j.value("detail", std::map<std::string, double>{});
 }
 
 void to_json(nlohmann::json& j, const DeviceResult& d) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,7 @@ struct Figure {
     double efficiency = 0;      // value / peak.value when the peak is known
     std::string check;          // what the plugin verified
     double seconds = 0;         // wall time spent on this figure, preparation included
+    std::map<std::string, double> detail;  // the backend's extra figures (medians), e.g. queued_to_end_s
 };
 
 struct DeviceResult {

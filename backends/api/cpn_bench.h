@@ -53,6 +53,9 @@
  *    "preempted": <bool, optional: true when the plugin's own workers lost their CPU to other
  *                 processes for a significant part of a wall-clock-timed sample; discarded and
  *                 counted like throttled ones>,
+ *    "detail": <object of numbers, optional: extra figures of the same sample (e.g.
+ *                 "queued_to_end_s", the device's own view of a launch); the core reports the
+ *                 median of each>,
  *    "wall_seconds": <double, optional: the wall time of the timed region, when "seconds" is
  *                 measured otherwise (the CPU backend times compute on its workers' CPU time)>}
  * A result that fails its check is NOT returned as a sample: run() fails with CPN_E_INTERNAL

@@ -269,6 +269,10 @@ uint64_t thread_cpu_ns() {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+/* Length of the clock probe run after every compute sample: 64 dependent adds per iteration,
+ * about 1 ms at 3.5 GHz. */
+constexpr uint64_t kClockProbeIters = 1u << 16;
+
 uint64_t now_ns() {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -417,6 +421,8 @@ struct Bench {
     std::atomic<int> abort{0};
     std::vector<uint64_t> reps_done;     // per worker, of the last run
     std::vector<uint64_t> cpu_ns;        // per worker: its own CPU time over the timed region
+    std::vector<uint64_t> probe_ns;      // per worker: CPU time of its clock probe after a compute sample
+    std::vector<uint64_t> probe_out;
 
     /* compute */
     ComputeKernel ck;
@@ -940,6 +946,7 @@ cpn_status prepare(const cpn_workload* w, Bench** out, cpn_msg* err) {
                 b->iters_per_rep = 1u << 16;
             }
             build_initial(*b);
+            b->clk = select_clock();  // the clock each compute sample ran at (see run)
         } else if (k == Kind::Clock) {
             b->clk = select_clock();
             b->iters_per_rep = 1u << 14;
@@ -951,6 +958,8 @@ cpn_status prepare(const cpn_workload* w, Bench** out, cpn_msg* err) {
         const unsigned nt = b->pool.size();
         b->reps_done.assign(nt, 0);
         b->cpu_ns.assign(nt, 0);
+        b->probe_ns.assign(nt, 0);
+        b->probe_out.assign(nt, 0);
 
         if (is_mem(k)) {
             make_chunks(*b);
@@ -1048,6 +1057,14 @@ cpn_status run(Bench* b, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* er
             }
             bp->reps_done[t] = done;
             bp->cpu_ns[t] = thread_cpu_ns() - c0;
+            if (is_compute(k) && done == reps) {
+                // The clock this worker ran at, right after its FMA loop, before it can change:
+                // a short dependent-add chain (kClockProbeIters x 64 adds, ~1 ms), timed on the
+                // worker's own CPU time. The peak of this sample is computed at this clock.
+                const uint64_t p0 = thread_cpu_ns();
+                bp->probe_out[t] = bp->clk.fn(7 * t, kClockProbeIters);
+                bp->probe_ns[t] = thread_cpu_ns() - p0;
+            }
             bp->pool.barrier();
             if (t == 0) t1 = now_ns();
         };
@@ -1092,6 +1109,19 @@ cpn_status run(Bench* b, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* er
             if (cpn_status st = verify_compute(*b, iters, check, err); st != CPN_OK) return st;
             ops = b->ck.ops_per_iter * static_cast<double>(iters) * T;
             isa = b->ck.isa;
+            // The sample's clock: mean over the workers of their probe chains.
+            double mhz_sum = 0;
+            unsigned probes = 0;
+            for (unsigned t = 0; t < T; ++t) {
+                if (b->probe_out[t] != 7ull * t + 64ull * kClockProbeIters)
+                    return fail(err, CPN_E_INTERNAL, "%s: worker %u's clock probe chain ended at %" PRIu64
+                                ", expected %" PRIu64, name, t, b->probe_out[t], static_cast<uint64_t>(7ull * t + 64ull * kClockProbeIters));
+                if (b->probe_ns[t] > 0) {
+                    mhz_sum += 64.0 * kClockProbeIters / (static_cast<double>(b->probe_ns[t]) * 1e-9) / 1e6;
+                    ++probes;
+                }
+            }
+            if (probes > 0 && b->clk.exact) clock_mhz = mhz_sum / probes;
         } else if (is_mem(b->kind)) {
             if (cpn_status st = verify_mem(*b, check, err); st != CPN_OK) return st;
             ops = static_cast<double>(b->kind == Kind::MemCopy ? 2 : 3) * static_cast<double>(b->n) *

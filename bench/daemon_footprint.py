@@ -11,9 +11,12 @@ Starts a local mosquitto on a free loopback port and measures, in one run:
 No GPU runtime is initialised in the daemon (discovery runs vendor runtimes in child processes
 that exit before the session starts).
 
-Usage: daemon_footprint.py AGENT_BIN PLUGIN_DIR [DURATION_S=300] [STARTS=20]
+Usage: /usr/bin/python3 daemon_footprint.py AGENT_BIN PLUGIN_DIR [DURATION_S=300] [STARTS=20]
+(Debian's python3: it needs python3-paho-mqtt.)
 """
+import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -53,6 +56,22 @@ def main():
                     f"telemetry: {{interval_s: {interval}}}\nstate_dir: {state}\nlog: {{level: warn}}\n")
         return path
 
+    # "When capacity is cached": one quick benchmark of this node, stored once and copied into
+    # every agent's state directory, so no agent benchmarks at start (it would if the cache were
+    # missing or stale, in a child process, see docs/capacity.md).
+    cache_state = os.path.join(tmp, "cache")
+    bench = subprocess.run([agent, "--config", config("cache", cache_state), "bench", "--quick",
+                            "--plugin-dir", plugin_dir], capture_output=True, text=True)
+    cached = os.path.join(cache_state, "capacity.json")
+    if bench.returncode != 0 or not os.path.exists(cached):
+        sys.exit(f"could not store a capacity to start from: {bench.stderr}")
+
+    def state_with_cache(name):
+        d = os.path.join(tmp, name)
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(cached, os.path.join(d, "capacity.json"))
+        return d
+
     try:
         # 1. start -> birth + inventory
         lat = []
@@ -60,12 +79,19 @@ def main():
             node = f"bench-start-{i}"
             got = threading.Event()
             c = mqtt.Client(client_id=f"brain-{i}", protocol=mqtt.MQTTv5)
-            c.on_message = lambda cl, ud, m: got.set() if m.topic.endswith("/inventory") else None
+            capacity_status = []
+
+            def on_message(cl, ud, m, got=got, capacity_status=capacity_status):
+                if m.topic.endswith("/capacity"):
+                    capacity_status.append(json.loads(m.payload)["status"])
+                if m.topic.endswith("/inventory"):
+                    got.set()
+            c.on_message = on_message
             c.connect("127.0.0.1", port)
             c.subscribe(f"cpn/v1/nodes/{node}/#", qos=1)
             c.loop_start()
             time.sleep(0.1)
-            cfg = config(node, os.path.join(tmp, node))
+            cfg = config(node, state_with_cache(node))
             t0 = time.perf_counter()
             p = subprocess.Popen([agent, "--config", cfg, "run", "--plugin-dir", plugin_dir],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -77,12 +103,14 @@ def main():
             c.disconnect()
             if ok:
                 lat.append((t1 - t0) * 1000)
+            if capacity_status and capacity_status[0] != "measured":
+                sys.exit(f"start {i}: the cached capacity was not used (status {capacity_status[0]})")
         print(f"start -> retained birth + inventory, {len(lat)} of {starts} starts (ms): "
               f"min {min(lat):.1f}  median {statistics.median(lat):.1f}  "
               f"p90 {sorted(lat)[int(0.9 * (len(lat) - 1))]:.1f}  max {max(lat):.1f}")
 
         # 2. idle footprint
-        cfg = config("bench-idle", os.path.join(tmp, "idle"))
+        cfg = config("bench-idle", state_with_cache("idle"))
         p = subprocess.Popen([agent, "--config", cfg, "run", "--plugin-dir", plugin_dir],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(3)  # discovery children exit; session up

@@ -183,7 +183,8 @@ Peak cpu_peak(const Device& d, const std::string& kind, int threads, double cloc
         p.inputs.push_back({"clock", clock_mhz, "MHz", "measured during the run (bench.clock: dependent adds)"});
     } else if (d.max_clock_mhz > 0) {
         clock_mhz = d.max_clock_mhz;
-        p.inputs.push_back({"clock", clock_mhz, "MHz", "discovered maximum clock (not measured)"});
+        p.inputs.push_back({"clock", clock_mhz, "MHz", "discovered clock (not measured: boost clocks may exceed it)"});
+        p.clock_measured = false;
     } else {
         return unknown("the CPU clock is neither discovered nor measured");
     }

@@ -24,6 +24,8 @@ struct Peak {
     std::string formula;         // "cores x MHz x FLOP/cycle/core"
     std::vector<PeakInput> inputs;
     std::string reason;          // why it is unknown
+    bool clock_measured = true;  // false: the clock input is a discovered nominal figure, which
+                                 // boost clocks may exceed (judge "above the peak" loosely)
 };
 
 /* Per-core issue rates of one CPU micro-architecture, per cycle. */

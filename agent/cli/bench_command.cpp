@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -288,6 +289,8 @@ std::function<int()> add_bench_command(CLI::App& app, const GlobalOptions& g) {
         // The whole node measured: this is the node's capacity from now on.
         if (!args->no_store && args->devices.empty()) {
             const std::string path = bench::capacity_cache_path(c.state_dir);
+            std::error_code ec;
+            std::filesystem::create_directories(c.state_dir, ec);  // a first run on a fresh node
             Status st = bench::save_capacity(path, inv, report);
             if (!st.ok()) spdlog::warn("capacity cache not updated: {}", st.message());
         }

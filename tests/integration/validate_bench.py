@@ -6,9 +6,11 @@ only when asked; --compare shows the change; CLI mistakes are usage errors that 
 wrong. Speed is never asserted here (bench/ measures it)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import jsonschema
 
@@ -26,8 +28,7 @@ def main():
     validator = jsonschema.Draft202012Validator(schema)
 
     tmp = tempfile.mkdtemp(prefix="cpn-bench-test-")
-    state = os.path.join(tmp, "state")
-    os.makedirs(state)
+    state = os.path.join(tmp, "state", "not-yet-created")  # a fresh node: bench creates it
     config = os.path.join(tmp, "agent.yaml")
     with open(config, "w") as f:
         f.write(f'state_dir: "{state}"\nplugins:\n  dir: "{plugin_dir}"\n')
@@ -94,7 +95,22 @@ def main():
     p = bench("--compare", os.path.join(tmp, "junk.json"), check_rc=2)
     assert "not a cpn-agent bench result" in p.stderr, p.stderr
     p = bench("--quick", "--full", check_rc=2)
-    print("bench CLI: schema, peaks, cache, --compare and usage errors OK")
+
+    # 5. Ctrl-C stops cleanly: after the current sample, partial table, exit 130, nothing stored.
+    os.remove(os.path.join(state, "capacity.json"))
+    proc = subprocess.Popen([agent, "--config", config, "bench", "--full"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    stopped_in = time.monotonic() - t0
+    assert proc.returncode == 130, f"Ctrl-C: exit {proc.returncode}\n{out}\n{err}"
+    assert "interrupted" in err and "DEVICE" in out, (out, err)
+    assert "cancelled" in out, out
+    assert not os.path.exists(os.path.join(state, "capacity.json")), "an interrupted run stored its result"
+    assert stopped_in < 10, f"Ctrl-C took {stopped_in:.1f} s to take effect"
+    print(f"bench CLI: schema, peaks, cache, --compare, usage errors and Ctrl-C ({stopped_in:.2f} s) OK")
 
 
 if __name__ == "__main__":

@@ -213,14 +213,8 @@ std::function<int()> add_bench_command(CLI::App& app, const GlobalOptions& g) {
                 "(also an unknown --device), 3 configuration error, 130 interrupted (Ctrl-C; nothing stored).");
 
     return [args, &g]() -> int {
-        Result<Config> cfg = load_config(g.config_path, g.config_explicit);
-        if (!cfg.ok()) {
-            std::fprintf(stderr, "cpn-agent: configuration error:\n%s\n", cfg.status().message().c_str());
-            return kExitConfig;
-        }
-        Config c = cfg.value();
-        finalise_config(c);
-        if (g.log_level.empty()) (void)set_log_level(c.log.level == "info" ? "warn" : c.log.level);
+        Config c;
+        if (int rc = load_command_config(g, c); rc != kExitOk) return rc;
         std::map<std::string, double> before;
         if (!args->compare.empty()) {
             auto b = load_compare(args->compare);

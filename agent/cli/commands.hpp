@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "config/config.hpp"
+
 namespace cpn::cli {
 
 /* Exit codes, documented in docs/cli.md. */
@@ -21,6 +23,11 @@ struct GlobalOptions {
     bool config_explicit = false;
     std::string log_level;
 };
+
+/* Loads the configuration the global options name into `out` (defaults resolved) and applies
+ * its log level (info shows as warn: one-shot commands print results, not progress), unless
+ * --log-level overrides it. Returns kExitOk, or kExitConfig after printing every problem. */
+int load_command_config(const GlobalOptions& g, Config& out);
 
 /* Each registrar adds its subcommand and returns the action to run when it was chosen. */
 std::function<int()> add_discover_command(CLI::App& app, const GlobalOptions& g);

@@ -21,6 +21,18 @@ struct DiscoverArgs {
 };
 }  // namespace
 
+int load_command_config(const GlobalOptions& g, Config& out) {
+    Result<Config> cfg = load_config(g.config_path, g.config_explicit);
+    if (!cfg.ok()) {
+        std::fprintf(stderr, "cpn-agent: configuration error:\n%s\n", cfg.status().message().c_str());
+        return kExitConfig;
+    }
+    out = cfg.value();
+    finalise_config(out);
+    if (g.log_level.empty()) (void)set_log_level(out.log.level == "info" ? "warn" : out.log.level);
+    return kExitOk;
+}
+
 std::function<int()> add_discover_command(CLI::App& app, const GlobalOptions& g) {
     auto args = std::make_shared<DiscoverArgs>();
     CLI::App* cmd = app.add_subcommand(
@@ -37,14 +49,8 @@ std::function<int()> add_discover_command(CLI::App& app, const GlobalOptions& g)
                 "1 output could not be written, 2 usage error, 3 configuration error.");
 
     return [args, &g]() -> int {
-        Result<Config> cfg = load_config(g.config_path, g.config_explicit);
-        if (!cfg.ok()) {
-            std::fprintf(stderr, "cpn-agent: configuration error:\n%s\n", cfg.status().message().c_str());
-            return kExitConfig;
-        }
-        Config c = cfg.value();
-        finalise_config(c);
-        if (g.log_level.empty()) (void)set_log_level(c.log.level == "info" ? "warn" : c.log.level);
+        Config c;
+        if (int rc = load_command_config(g, c); rc != kExitOk) return rc;
         DiscoveryOptions opt = discovery_options(c);
         if (!args->plugin_dir.empty()) opt.plugin_dir = args->plugin_dir;
         if (!args->sysfs_root.empty()) opt.sysfs_root = args->sysfs_root;

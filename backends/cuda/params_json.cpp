@@ -129,68 +129,17 @@ bool json_number_member(const char* json, const char* key, double* value, bool* 
                         std::string* error) noexcept {
     try {
         *found = false;
-        if (json == nullptr) json = "{}";
-        Scanner s{json, {}};
-        s.ws();
-        if (*s.p != '{') {
-            *error = "params_json is not a JSON object";
-            return false;
-        }
-        ++s.p;
-        s.ws();
-        bool ok = true;
-        if (*s.p == '}') {
-            ++s.p;
-        } else {
-            for (;;) {
-                s.ws();
-                std::string name;
-                if (!s.string(&name)) {
-                    ok = false;
-                    break;
-                }
-                s.ws();
-                if (*s.p != ':') {
-                    ok = s.bad("expected ':'");
-                    break;
-                }
-                ++s.p;
-                s.ws();
-                if (name == key) {
-                    if (!(*s.p == '-' || (*s.p >= '0' && *s.p <= '9'))) {
-                        *error = std::string("params_json member \"") + key + "\" is not a number";
-                        return false;
-                    }
-                    if (!s.number(value)) {
-                        ok = false;
-                        break;
-                    }
-                    *found = true;
-                } else if (!s.skip(1)) {
-                    ok = false;
-                    break;
-                }
-                s.ws();
-                if (*s.p == ',') {
-                    ++s.p;
-                    continue;
-                }
-                if (*s.p == '}') {
-                    ++s.p;
-                    break;
-                }
-                ok = s.bad("expected ',' or '}'");
-                break;
+        std::vector<std::pair<std::string, std::string>> members;
+        if (!json_object_members(json, &members, error)) return false;
+        for (const auto& [name, raw] : members) {
+            if (name != key) continue;
+            Scanner s{raw.c_str(), {}};
+            if (raw.empty() || !(raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9')) || !s.number(value) ||
+                *s.p != '\0') {
+                *error = std::string("params_json member \"") + key + "\" is not a number";
+                return false;
             }
-        }
-        if (ok) {
-            s.ws();
-            if (*s.p != '\0') ok = s.bad("trailing characters after the object");
-        }
-        if (!ok) {
-            *error = "params_json is not valid JSON: " + s.err + " at offset " +
-                     std::to_string(s.p - json);
-            return false;
+            *found = true;  // a repeated key: the last one counts, as in most JSON readers
         }
         return true;
     } catch (...) {

@@ -741,12 +741,13 @@ void Daemon::reload() {
         return;
     }
     ConfigReport rep = check_config(t.value(), opt_.config_path);
-    bool interval_ok = true, level_ok = true, store_ok = true;
+    bool interval_ok = true, level_ok = true, store_ok = true, capacity_ok = true;
     for (size_t i = 0; i < rep.errors.size(); ++i) {
         spdlog::error("reload: {}", rep.errors[i]);
         if (rep.sections[i] == "telemetry") interval_ok = false;
         if (rep.sections[i] == "log") level_ok = false;
         if (rep.sections[i] == "store") store_ok = false;
+        if (rep.sections[i] == "capacity") capacity_ok = false;
         if (rep.sections[i] == "(file)") return;
     }
     const Config& n = rep.config;
@@ -762,6 +763,20 @@ void Daemon::reload() {
     if (store_ok && outbox_) {
         cfg_.store = n.store;
         outbox_->set_limits(OutboxLimits{n.store.max_bytes, n.store.max_age_s});
+    }
+    if (capacity_ok) {
+        cfg_.capacity = n.capacity;
+        // A normalisation the brain set (state_dir/normalization.json) stays in force over the
+        // file's; without one, the file's new reference, weights and classes apply at once.
+        std::error_code ec;
+        if (!std::filesystem::exists(cfg_.state_dir + "/normalization.json", ec)) {
+            bench::Normalization next = bench::normalization_from_config(cfg_);
+            if (bench::to_json(next) != bench::to_json(norm_)) {
+                norm_ = next;
+                spdlog::info("reload: capacity normalisation from {}", opt_.config_path);
+                publish_capacity();
+            }
+        }
     }
     Config probe = n;
     finalise_config(probe);

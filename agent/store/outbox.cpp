@@ -13,6 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "store/sqlite_store.hpp"
+
 namespace cpn {
 namespace {
 
@@ -39,77 +41,10 @@ INSERT INTO meta(key, value) VALUES ('dropped_total', 0), ('dropped_unreported',
 CREATE TABLE sequences(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
 
-int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+using sqlite_store::now_ms;
 
-/* The canonical code for an SQLite result, so the daemon can tell a full disk from a bug. */
-Code code_for(int rc, int sys_errno) {
-    switch (rc & 0xff) {
-        case SQLITE_FULL: return Code::unavailable;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED: return Code::unavailable;
-        case SQLITE_NOMEM: return Code::out_of_memory;
-        case SQLITE_PERM:
-        case SQLITE_READONLY:
-        case SQLITE_AUTH: return Code::permission_denied;
-        case SQLITE_CANTOPEN:
-            if (sys_errno == EACCES || sys_errno == EPERM || sys_errno == EROFS) return Code::permission_denied;
-            if (sys_errno == ENOENT || sys_errno == ENOTDIR) return Code::not_found;
-            return Code::unavailable;
-        case SQLITE_IOERR: return Code::unavailable;
-        default: return Code::internal;
-    }
-}
-
-bool is_corruption(int rc) {
-    return (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB;
-}
-
-/* Resets a statement (and drops its bindings) when the scope ends, so that a read statement
- * never keeps a read transaction open and the next use starts clean. */
-struct StmtScope {
-    sqlite3_stmt* s;
-    explicit StmtScope(sqlite3_stmt* st) : s(st) {}
-    ~StmtScope() {
-        sqlite3_reset(s);
-        sqlite3_clear_bindings(s);
-    }
-    StmtScope(const StmtScope&) = delete;
-    StmtScope& operator=(const StmtScope&) = delete;
-};
-
-/* Steps a statement that returns no rows (or whose rows are not needed) to its end. */
-int run(sqlite3_stmt* s) {
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    }
-    return rc;
-}
-
-std::string parent_dir(const std::string& path) {
-    size_t slash = path.find_last_of('/');
-    if (slash == std::string::npos) return ".";
-    if (slash == 0) return "/";
-    return path.substr(0, slash);
-}
-
-/* Makes a rename or a file creation in `dir` durable: without it a power cut can undo the
- * directory entry even though the file's own data was fsynced. */
-bool fsync_dir(const std::string& dir) {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return false;
-    bool ok = ::fsync(fd) == 0;
-    ::close(fd);
-    return ok;
-}
-
-bool exists(const std::string& p) {
-    struct stat st;
-    return ::lstat(p.c_str(), &st) == 0;
-}
+using sqlite_store::run;
+using sqlite_store::StmtScope;
 
 }  // namespace
 
@@ -132,22 +67,8 @@ void Outbox::close_db() {
     db_ = nullptr;
 }
 
-/* "<path>: <what>: <sqlite message>[ (<strerror>)]": names the file, the operation and the
- * reason, and the OS error when SQLite's own text ("unable to open database file") hides it. */
-Status Outbox::error(const char* what, int rc) const {
-    std::string msg = path_ + ": " + what + ": ";
-    int sys = 0;
-    if (db_ != nullptr) {
-        msg += sqlite3_errmsg(db_);
-        sys = sqlite3_system_errno(db_);
-    } else {
-        msg += sqlite3_errstr(rc);
-    }
-    int primary = rc & 0xff;
-    if (sys != 0 && (primary == SQLITE_CANTOPEN || primary == SQLITE_IOERR || primary == SQLITE_FULL))
-        msg += std::string(" (") + std::strerror(sys) + ")";
-    return Status(code_for(rc, sys), msg);
-}
+/* "<path>: <what>: <sqlite message>[ (<strerror>)]" (sqlite_store::error). */
+Status Outbox::error(const char* what, int rc) const { return sqlite_store::error(path_, db_, what, rc); }
 
 Result<std::unique_ptr<Outbox>> Outbox::open(const std::string& path, OutboxLimits limits) {
     try {
@@ -170,190 +91,17 @@ Result<std::unique_ptr<Outbox>> Outbox::open(const std::string& path, OutboxLimi
 
 Status Outbox::open_impl() {
     if (path_.empty()) return Status(Code::invalid_argument, "outbox: empty store path");
-    const std::string dir = parent_dir(path_);
-    struct stat st;
-    if (::stat(dir.c_str(), &st) != 0)
-        return Status(errno == EACCES ? Code::permission_denied : Code::not_found,
-                      path_ + ": open: parent directory " + dir + ": " + std::strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-        return Status(Code::not_found, path_ + ": open: parent " + dir + " is not a directory");
-    // SQLite needs to create the -wal file next to the store, even when the store exists; and
-    // when it cannot create the store its own error falls back to a misleading ENOENT.
-    if (::faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
-        return Status(errno == ENOENT ? Code::not_found : Code::permission_denied,
-                      path_ + ": open: directory " + dir + " is not writable: " + std::strerror(errno));
-    const bool existed = exists(path_);
-
-    Status err;
-    Connect c = connect(err);
-    if (c == Connect::corrupt) {
-        close_db();
-        if (Status s = move_aside(err.message()); !s.ok()) return s;
-        recovered_ = true;
-        c = connect(err);
-        if (c == Connect::corrupt) return Status(Code::internal, err.message() + " (in a freshly created file)");
-    }
-    if (c != Connect::ok) return err;
-
-    bool fresh = false;
-    if (Status s = check_identity(fresh); !s.ok()) return s;
-    if (Status s = configure(); !s.ok()) return s;
-    if (fresh) {
-        if (Status s = create_schema(); !s.ok()) return s;
-    }
-    if (Status s = prepare_all(); !s.ok()) return s;
-    if (Status s = load_totals(); !s.ok()) return s;
+    static const sqlite_store::Spec kSpec = {"outbox", "store", kApplicationId, kSchemaVersion, kSchema,
+                                             kBusyTimeoutMs};
+    sqlite_store::Opened opened;
+    Status s = sqlite_store::open(path_, kSpec, &db_, opened);
+    recovered_ = opened.recovered;
+    moved_aside_to_ = opened.moved_aside_to;
+    if (!s.ok()) return s;
+    if (Status p = prepare_all(); !p.ok()) return p;
+    if (Status l = load_totals(); !l.ok()) return l;
     // The caps may have been lowered while the agent was down.
-    if (Status s = apply_limits_locked("open: apply limits"); !s.ok()) return s;
-    if ((!existed || recovered_) && !fsync_dir(dir))
-        return Status(Code::unavailable, path_ + ": open: fsync of directory " + dir + ": " + std::strerror(errno));
-    return {};
-}
-
-/* Opens the connection and reads the whole file once (quick_check). Corruption is told apart
- * from every other failure (locked, unreadable, I/O error), because only corruption may lead to
- * moving the file aside: a store that is merely busy or unreadable must be left as it is. */
-Outbox::Connect Outbox::connect(Status& err) {
-    // NOMUTEX: every use is under mu_, so SQLite's own per-connection mutex would be redundant.
-    int rc = sqlite3_open_v2(path_.c_str(), &db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) {
-        err = error("open", rc);
-        return Connect::failed;
-    }
-    sqlite3_extended_result_codes(db_, 1);
-    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
-    if (sqlite3_db_readonly(db_, "main") == 1) {
-        err = Status(Code::permission_denied, path_ + ": open: the file is not writable");
-        return Connect::failed;
-    }
-    // Before the first read: one process owns the store (the counters kept in memory are only
-    // right for a single writer), and the WAL index lives in heap memory, not in a -shm file.
-    rc = sqlite3_exec(db_, "PRAGMA locking_mode=EXCLUSIVE", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) {
-        err = error("open: locking_mode", rc);
-        return Connect::failed;
-    }
-    sqlite3_stmt* check = nullptr;
-    rc = sqlite3_prepare_v2(db_, "PRAGMA quick_check", -1, &check, nullptr);
-    if (rc == SQLITE_OK) {
-        std::string first;
-        int rows = 0;
-        while ((rc = sqlite3_step(check)) == SQLITE_ROW) {
-            if (rows++ == 0) {
-                const unsigned char* t = sqlite3_column_text(check, 0);
-                first = t ? reinterpret_cast<const char*>(t) : "";
-            }
-        }
-        if (rc == SQLITE_DONE && !(rows == 1 && first == "ok")) {
-            sqlite3_finalize(check);
-            err = Status(Code::internal, path_ + ": open: quick_check failed: " + first);
-            return Connect::corrupt;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        err = error("open: quick_check", rc);
-        sqlite3_finalize(check);
-        if (is_corruption(rc)) return Connect::corrupt;
-        if ((rc & 0xff) == SQLITE_BUSY)
-            err = Status(Code::unavailable, err.message() + " (is another cpn-agent using this store?)");
-        return Connect::failed;
-    }
-    sqlite3_finalize(check);
-    return Connect::ok;
-}
-
-/* Switches to WAL and sets the per-connection pragmas; only on a file known to be ours (or
- * empty), since switching the journal mode rewrites the database header. */
-Status Outbox::configure() {
-    // WAL: a commit is one sequential append plus one fsync, and a torn write at the tail is
-    // simply ignored at recovery. FULL: that fsync happens on every commit (durable on return).
-    sqlite3_stmt* jm = nullptr;
-    int rc = sqlite3_prepare_v2(db_, "PRAGMA journal_mode=WAL", -1, &jm, nullptr);
-    std::string mode;
-    if (rc == SQLITE_OK && (rc = sqlite3_step(jm)) == SQLITE_ROW) {
-        const unsigned char* t = sqlite3_column_text(jm, 0);
-        mode = t ? reinterpret_cast<const char*>(t) : "";
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(jm);
-    if (rc != SQLITE_OK) return error("open: journal_mode", rc);
-    if (mode != "wal")
-        return Status(Code::unavailable, path_ + ": open: cannot switch to WAL mode (journal mode is '" + mode + "')");
-    // journal_size_limit: the WAL is truncated back after a checkpoint instead of staying at its
-    // high-water mark.
-    rc = sqlite3_exec(db_,
-                      "PRAGMA synchronous=FULL; PRAGMA journal_size_limit=4194304; "
-                      "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;",
-                      nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) return error("open: pragmas", rc);
-    return {};
-}
-
-/* Renames the corrupt file (and the journal files that belong to it) to
- * <path>.corrupt-<unix ms>[-wal|-journal], so an operator can still look at it. The -shm file is
- * derived data and only removed. */
-Status Outbox::move_aside(const std::string& why) {
-    int64_t ms = now_ms();
-    std::string aside;
-    for (;; ++ms) {
-        aside = path_ + ".corrupt-" + std::to_string(ms);
-        if (!exists(aside) && !exists(aside + "-wal") && !exists(aside + "-journal")) break;
-    }
-    if (::rename(path_.c_str(), aside.c_str()) != 0)
-        return Status(Code::unavailable, path_ + ": open: the file is corrupt and cannot be moved aside to " +
-                                             aside + ": " + std::strerror(errno));
-    for (const char* suffix : {"-wal", "-journal"}) {
-        std::string from = path_ + suffix;
-        if (exists(from) && ::rename(from.c_str(), (aside + suffix).c_str()) != 0)
-            return Status(Code::unavailable, path_ + ": open: cannot move " + from + " aside: " + std::strerror(errno));
-    }
-    ::unlink((path_ + "-shm").c_str());
-    fsync_dir(parent_dir(path_));
-    moved_aside_to_ = aside;
-    spdlog::error("{}; moved aside to {}, starting a new store", why, aside);
-    return {};
-}
-
-/* Tells our store from an empty file (to be initialized) and from any other SQLite database
- * at the same path (an error: not ours to rewrite or move aside). Reads only. */
-Status Outbox::check_identity(bool& fresh) {
-    sqlite3_stmt* s = nullptr;
-    int app = 0, version = 0, tables = 0;
-    const char* q = "SELECT (SELECT application_id FROM pragma_application_id), "
-                    "(SELECT user_version FROM pragma_user_version), "
-                    "(SELECT count(*) FROM sqlite_schema)";
-    int rc = sqlite3_prepare_v2(db_, q, -1, &s, nullptr);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        app = sqlite3_column_int(s, 0);
-        version = sqlite3_column_int(s, 1);
-        tables = sqlite3_column_int(s, 2);
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_OK) return error("open: read schema", rc);
-    fresh = app == 0 && tables == 0;
-    if (fresh) return {};
-    if (app != kApplicationId)
-        return Status(Code::failed_precondition,
-                      path_ + ": open: not a cpn-agent outbox (a different SQLite database); left untouched");
-    if (version > kSchemaVersion)
-        return Status(Code::failed_precondition,
-                      path_ + ": open: store schema version " + std::to_string(version) +
-                          " is newer than this agent understands (" + std::to_string(kSchemaVersion) + ")");
-    return {};
-}
-
-Status Outbox::create_schema() {
-    std::string script = std::string("BEGIN IMMEDIATE;") + kSchema + "PRAGMA application_id=" +
-                         std::to_string(kApplicationId) + "; PRAGMA user_version=" +
-                         std::to_string(kSchemaVersion) + "; COMMIT;";
-    int rc = sqlite3_exec(db_, script.c_str(), nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) {
-        Status st = error("open: create schema", rc);
-        if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-        return st;
-    }
+    if (Status a = apply_limits_locked("open: apply limits"); !a.ok()) return a;
     return {};
 }
 

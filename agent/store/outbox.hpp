@@ -105,14 +105,7 @@ private:
         int64_t count = 0;
         int64_t bytes = 0;
     };
-    enum class Connect { ok, corrupt, failed };
-
     Status open_impl();
-    Connect connect(Status& error);
-    Status move_aside(const std::string& why);
-    Status check_identity(bool& fresh);
-    Status configure();
-    Status create_schema();
     Status prepare_all();
     Status load_totals();
     Status apply_limits_locked(const char* what);

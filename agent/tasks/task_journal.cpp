@@ -1,0 +1,710 @@
+#include "tasks/task_journal.hpp"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include <spdlog/spdlog.h>
+
+#include "store/sqlite_store.hpp"
+
+namespace cpn::tasks {
+namespace {
+
+// 'CPNT' in the database header: tells the journal from the outbox ('CPNO') and any other
+// SQLite file at the same path.
+constexpr int kApplicationId = 0x43504E54;
+constexpr int kSchemaVersion = 1;
+// How long open() waits for a lock held by another process before saying so.
+constexpr int kBusyTimeoutMs = 1000;
+
+// States are stored by their wire names, so the file reads plainly in the sqlite3 shell. The
+// partial indexes keep the two hot queries (what to run next, what to publish) free of sorts
+// and of scans over finished tasks, however many the retention keeps.
+const char* const kSchema = R"sql(
+CREATE TABLE tasks(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    spec BLOB NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT',
+                                         'CANCELED', 'REJECTED')),
+    version INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    result BLOB NOT NULL,
+    reply_topic TEXT NOT NULL,
+    correlation BLOB NOT NULL,
+    published_version INTEGER NOT NULL,
+    attempts INTEGER NOT NULL
+);
+CREATE INDEX tasks_runnable ON tasks(priority DESC, seq) WHERE state = 'QUEUED';
+CREATE INDEX tasks_unpublished ON tasks(seq) WHERE version > published_version;
+CREATE INDEX tasks_by_state ON tasks(state, finished_ms);
+)sql";
+
+constexpr const char* kColumns =
+    "seq, id, kind, spec, state, version, priority, accepted_ms, started_ms, finished_ms, device_id, reason, "
+    "result, reply_topic, correlation, published_version, attempts";
+
+constexpr TaskState kAllStates[] = {TaskState::queued,    TaskState::running,  TaskState::succeeded,
+                                    TaskState::failed,    TaskState::timed_out, TaskState::canceled,
+                                    TaskState::rejected};
+
+using sqlite_store::now_ms;
+
+size_t index_of(TaskState s) { return static_cast<size_t>(s); }
+
+using sqlite_store::run;
+using sqlite_store::StmtScope;
+
+void bind_text(sqlite3_stmt* s, int i, const std::string& v) {
+    sqlite3_bind_text64(s, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8);
+}
+
+/* data() is never null, so an empty string is a zero-length BLOB, not NULL (NOT NULL holds). */
+void bind_blob(sqlite3_stmt* s, int i, const std::string& v) { sqlite3_bind_blob64(s, i, v.data(), v.size(), SQLITE_STATIC); }
+
+std::string column_bytes(sqlite3_stmt* s, int col, bool blob) {
+    const void* p = blob ? sqlite3_column_blob(s, col) : static_cast<const void*>(sqlite3_column_text(s, col));
+    int n = sqlite3_column_bytes(s, col);
+    if (p == nullptr || n <= 0) return {};
+    return std::string(static_cast<const char*>(p), static_cast<size_t>(n));
+}
+
+/* Reads a row selected with kColumns; false when the stored state is not one we know (the
+ * CHECK constraint makes that a damaged file). */
+bool read_row(sqlite3_stmt* s, TaskRecord& r) {
+    r.seq = sqlite3_column_int64(s, 0);
+    r.id = column_bytes(s, 1, false);
+    r.kind = column_bytes(s, 2, false);
+    r.spec_json = column_bytes(s, 3, true);
+    std::optional<TaskState> st = task_state_from_string(column_bytes(s, 4, false));
+    if (!st) return false;
+    r.state = *st;
+    r.version = sqlite3_column_int64(s, 5);
+    r.priority = sqlite3_column_int(s, 6);
+    r.accepted_ms = sqlite3_column_int64(s, 7);
+    r.started_ms = sqlite3_column_int64(s, 8);
+    r.finished_ms = sqlite3_column_int64(s, 9);
+    r.device_id = column_bytes(s, 10, false);
+    r.reason = column_bytes(s, 11, false);
+    r.result_json = column_bytes(s, 12, true);
+    r.reply_topic = column_bytes(s, 13, false);
+    r.correlation = column_bytes(s, 14, true);
+    r.published_version = sqlite3_column_int64(s, 15);
+    r.attempts = sqlite3_column_int(s, 16);
+    return true;
+}
+
+int64_t clamp_limit(size_t limit) {
+    constexpr size_t kMax = static_cast<size_t>(std::numeric_limits<int64_t>::max());
+    return static_cast<int64_t>(limit > kMax ? kMax : limit);
+}
+
+/* Runs `f` and turns any exception into a Status naming the file and the operation: the
+ * journal never throws. */
+template <typename F>
+auto guarded(const std::string& path, const char* what, F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const std::bad_alloc&) {
+        return Status(Code::out_of_memory, path + ": " + what + ": out of memory");
+    } catch (const std::exception& e) {
+        return Status(Code::internal, path + ": " + what + ": " + e.what());
+    } catch (...) {
+        return Status(Code::internal, path + ": " + what + ": unknown exception");
+    }
+}
+
+}  // namespace
+
+const char* to_string(TaskState s) {
+    switch (s) {
+        case TaskState::queued: return "QUEUED";
+        case TaskState::running: return "RUNNING";
+        case TaskState::succeeded: return "SUCCEEDED";
+        case TaskState::failed: return "FAILED";
+        case TaskState::timed_out: return "TIMED_OUT";
+        case TaskState::canceled: return "CANCELED";
+        case TaskState::rejected: return "REJECTED";
+    }
+    return "UNKNOWN";
+}
+
+std::optional<TaskState> task_state_from_string(const std::string& name) {
+    for (TaskState s : kAllStates)
+        if (name == to_string(s)) return s;
+    return std::nullopt;
+}
+
+bool is_terminal(TaskState s) {
+    return s != TaskState::queued && s != TaskState::running;
+}
+
+bool is_allowed_transition(TaskState from, TaskState to) {
+    switch (from) {
+        case TaskState::queued:
+            return to == TaskState::running || to == TaskState::canceled || to == TaskState::failed ||
+                   to == TaskState::timed_out;
+        case TaskState::running:
+            return to == TaskState::succeeded || to == TaskState::failed || to == TaskState::timed_out ||
+                   to == TaskState::canceled;
+        default: return false;
+    }
+}
+
+TaskJournal::TaskJournal(std::string path) : path_(std::move(path)) {}
+
+TaskJournal::~TaskJournal() {
+    std::lock_guard<std::mutex> lock(mu_);
+    close_db();
+}
+
+void TaskJournal::close_db() {
+    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_, &by_id_, &update_, &queued_, &in_state_,
+                             &unpublished_, &mark_, &purge_, &counts_stmt_, &sync_normal_, &sync_full_}) {
+        sqlite3_finalize(*s);
+        *s = nullptr;
+    }
+    // The last connection to close checkpoints the WAL into the main file and deletes it.
+    if (db_ != nullptr) sqlite3_close_v2(db_);
+    db_ = nullptr;
+}
+
+/* "<path>: <what>: <sqlite message>[ (<strerror>)]" (sqlite_store::error). */
+Status TaskJournal::error(const char* what, int rc) const { return sqlite_store::error(path_, db_, what, rc); }
+
+Result<std::unique_ptr<TaskJournal>> TaskJournal::open(const std::string& path) {
+    return guarded(path, "open", [&]() -> Result<std::unique_ptr<TaskJournal>> {
+        std::unique_ptr<TaskJournal> j(new TaskJournal(path));
+        std::lock_guard<std::mutex> lock(j->mu_);
+        Status s = j->open_impl();
+        if (!s.ok()) {
+            j->close_db();
+            return s;
+        }
+        return Result<std::unique_ptr<TaskJournal>>(std::move(j));
+    });
+}
+
+Status TaskJournal::open_impl() {
+    if (path_.empty()) return Status(Code::invalid_argument, "task journal: empty journal path");
+    static const sqlite_store::Spec kSpec = {"task journal", "journal", kApplicationId, kSchemaVersion, kSchema,
+                                             kBusyTimeoutMs};
+    sqlite_store::Opened opened;
+    Status s = sqlite_store::open(path_, kSpec, &db_, opened);
+    recovered_ = opened.recovered;
+    moved_aside_to_ = opened.moved_aside_to;
+    if (!s.ok()) return s;
+    if (Status p = prepare_all(); !p.ok()) return p;
+    if (Status l = load_counts(); !l.ok()) return l;
+    return {};
+}
+
+Status TaskJournal::prepare_all() {
+    const std::string cols = kColumns;
+    const std::string select = "SELECT " + cols + " FROM tasks ";
+    struct {
+        sqlite3_stmt** stmt;
+        std::string sql;
+    } const all[] = {
+        {&begin_, "BEGIN IMMEDIATE"},
+        {&commit_, "COMMIT"},
+        {&rollback_, "ROLLBACK"},
+        // Inserts only a new id; an existing one returns no row and is read with by_id_.
+        {&insert_, "INSERT INTO tasks(id, kind, spec, state, version, priority, accepted_ms, started_ms, "
+                   "finished_ms, device_id, reason, result, reply_topic, correlation, published_version, "
+                   "attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
+                   "ON CONFLICT(id) DO NOTHING RETURNING seq"},
+        {&by_id_, select + "WHERE id = ?1"},
+        {&update_, "UPDATE tasks SET state = ?2, version = ?3, started_ms = ?4, finished_ms = ?5, device_id = ?6, "
+                   "reason = ?7, result = ?8, attempts = ?9 WHERE seq = ?1"},
+        // The partial indexes are named: without ANALYZE statistics the planner would rather
+        // sort every queued task through tasks_by_state. (The literals must match the indexes'
+        // WHERE, or prepare fails, which the tests would catch.)
+        {&queued_, "SELECT " + cols + " FROM tasks INDEXED BY tasks_runnable "
+                   "WHERE state = 'QUEUED' ORDER BY priority DESC, seq LIMIT ?1"},
+        {&in_state_, select + "WHERE state = ?1 ORDER BY seq"},
+        {&unpublished_, "SELECT " + cols + " FROM tasks INDEXED BY tasks_unpublished "
+                        "WHERE version > published_version ORDER BY seq LIMIT ?1"},
+        // Only a version that was journaled can be marked; no row back tells the caller to look.
+        {&mark_, "UPDATE tasks SET published_version = max(published_version, ?2) "
+                 "WHERE id = ?1 AND version >= ?2 RETURNING seq"},
+        {&purge_, "DELETE FROM tasks WHERE state IN ('SUCCEEDED', 'FAILED', 'TIMED_OUT', 'CANCELED', 'REJECTED') "
+                  "AND finished_ms < ?1 AND version <= published_version RETURNING state"},
+        {&counts_stmt_, "SELECT state, count(*) FROM tasks GROUP BY state"},
+        {&sync_normal_, "PRAGMA synchronous=NORMAL"},
+        {&sync_full_, "PRAGMA synchronous=FULL"},
+    };
+    for (const auto& p : all) {
+        int rc = sqlite3_prepare_v3(db_, p.sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, p.stmt, nullptr);
+        if (rc != SQLITE_OK) return error("open: prepare", rc);
+    }
+    return {};
+}
+
+/* Re-reads the per-state counts from the file: at open, and after a failed commit, when it is
+ * not known what reached the disk. */
+Status TaskJournal::load_counts() {
+    Counts c{};
+    StmtScope scope(counts_stmt_);
+    int rc;
+    while ((rc = sqlite3_step(counts_stmt_)) == SQLITE_ROW) {
+        std::optional<TaskState> st = task_state_from_string(column_bytes(counts_stmt_, 0, false));
+        if (st) c[index_of(*st)] = sqlite3_column_int64(counts_stmt_, 1);
+    }
+    if (rc != SQLITE_DONE) return error("read counts", rc);
+    counts_ = c;
+    return {};
+}
+
+Status TaskJournal::begin_locked(const char* what) {
+    StmtScope scope(begin_);
+    int rc = sqlite3_step(begin_);
+    return rc == SQLITE_DONE ? Status() : error(what, rc);
+}
+
+Status TaskJournal::commit_locked(const char* what) {
+    StmtScope scope(commit_);
+    int rc = sqlite3_step(commit_);
+    return rc == SQLITE_DONE ? Status() : error(what, rc);
+}
+
+/* Undoes an open transaction after a failure. A failed COMMIT (full disk, I/O error) may have
+ * left part of it on disk, so the counts are re-read rather than trusted. */
+void TaskJournal::rollback_locked(bool reload_counts) {
+    if (!sqlite3_get_autocommit(db_)) {
+        StmtScope scope(rollback_);
+        sqlite3_step(rollback_);
+    }
+    if (!reload_counts) return;
+    if (Status s = load_counts(); !s.ok()) spdlog::warn("{}", s.message());
+}
+
+Result<std::optional<TaskRecord>> TaskJournal::find_locked(const std::string& id, const char* what) {
+    StmtScope scope(by_id_);
+    bind_text(by_id_, 1, id);
+    int rc = sqlite3_step(by_id_);
+    if (rc == SQLITE_DONE) return std::optional<TaskRecord>();
+    if (rc != SQLITE_ROW) return error(what, rc);
+    TaskRecord r;
+    if (!read_row(by_id_, r))
+        return Status(Code::internal, path_ + ": " + what + ": task '" + id + "' has an unknown state");
+    return std::optional<TaskRecord>(std::move(r));
+}
+
+Result<std::vector<TaskRecord>> TaskJournal::select_locked(sqlite3_stmt* s, const char* what) {
+    std::vector<TaskRecord> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        TaskRecord r;
+        if (!read_row(s, r))
+            return Status(Code::internal, path_ + ": " + what + ": task '" + r.id + "' has an unknown state");
+        out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return error(what, rc);
+    return out;
+}
+
+Result<std::pair<TaskRecord, bool>> TaskJournal::accept_locked(TaskRecord r, Counts& delta, bool& fatal) {
+    fatal = false;
+    if (r.id.empty()) return Status(Code::invalid_argument, path_ + ": accept: empty task id");
+    if (r.kind.empty())
+        return Status(Code::invalid_argument, path_ + ": accept: task '" + r.id + "': empty task kind");
+    const bool rejected = r.state == TaskState::rejected;
+    r.state = rejected ? TaskState::rejected : TaskState::queued;
+    r.version = 1;
+    if (r.accepted_ms == 0) r.accepted_ms = now_ms();
+    r.started_ms = 0;
+    r.finished_ms = rejected ? r.accepted_ms : 0;
+    r.result_json.clear();
+    r.published_version = 0;
+    r.attempts = 0;
+    if (!rejected) r.reason.clear();
+    {
+        StmtScope scope(insert_);
+        bind_text(insert_, 1, r.id);
+        bind_text(insert_, 2, r.kind);
+        bind_blob(insert_, 3, r.spec_json);
+        sqlite3_bind_text(insert_, 4, to_string(r.state), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(insert_, 5, r.version);
+        sqlite3_bind_int(insert_, 6, r.priority);
+        sqlite3_bind_int64(insert_, 7, r.accepted_ms);
+        sqlite3_bind_int64(insert_, 8, r.started_ms);
+        sqlite3_bind_int64(insert_, 9, r.finished_ms);
+        bind_text(insert_, 10, r.device_id);
+        bind_text(insert_, 11, r.reason);
+        bind_blob(insert_, 12, r.result_json);
+        bind_text(insert_, 13, r.reply_topic);
+        bind_blob(insert_, 14, r.correlation);
+        sqlite3_bind_int64(insert_, 15, r.published_version);
+        sqlite3_bind_int(insert_, 16, r.attempts);
+        int rc = sqlite3_step(insert_);
+        if (rc == SQLITE_ROW) {
+            r.seq = sqlite3_column_int64(insert_, 0);
+            rc = run(insert_);
+            if (rc != SQLITE_DONE) {
+                fatal = true;
+                return error("accept", rc);
+            }
+            ++delta[index_of(r.state)];
+            return std::make_pair(std::move(r), true);
+        }
+        if (rc != SQLITE_DONE) {
+            fatal = true;
+            return error("accept", rc);
+        }
+    }
+    // The id is known: the idempotent re-submit.
+    Result<std::optional<TaskRecord>> existing = find_locked(r.id, "accept");
+    if (!existing.ok() || !existing.value()) {
+        fatal = true;
+        if (!existing.ok()) return existing.status();
+        return Status(Code::internal, path_ + ": accept: task '" + r.id + "' conflicts but cannot be read");
+    }
+    return std::make_pair(std::move(*existing.value()), false);
+}
+
+Result<std::pair<TaskRecord, bool>> TaskJournal::accept(TaskRecord r) {
+    return guarded(path_, "accept", [&]() -> Result<std::pair<TaskRecord, bool>> {
+        r.state = TaskState::queued;
+        std::vector<TaskRecord> one;
+        one.push_back(std::move(r));
+        Result<std::vector<Result<std::pair<TaskRecord, bool>>>> out = accept_batch(std::move(one));
+        if (!out.ok()) return out.status();
+        return std::move(out.value().front());
+    });
+}
+
+Result<std::pair<TaskRecord, bool>> TaskJournal::accept_rejected(TaskRecord r, const std::string& reason) {
+    return guarded(path_, "accept", [&]() -> Result<std::pair<TaskRecord, bool>> {
+        r.state = TaskState::rejected;
+        r.reason = reason;
+        std::vector<TaskRecord> one;
+        one.push_back(std::move(r));
+        Result<std::vector<Result<std::pair<TaskRecord, bool>>>> out = accept_batch(std::move(one));
+        if (!out.ok()) return out.status();
+        return std::move(out.value().front());
+    });
+}
+
+Result<std::vector<Result<std::pair<TaskRecord, bool>>>> TaskJournal::accept_batch(std::vector<TaskRecord> records) {
+    using Out = std::vector<Result<std::pair<TaskRecord, bool>>>;
+    return guarded(path_, "accept", [&]() -> Result<Out> {
+        Out out;
+        out.reserve(records.size());
+        if (records.empty()) return out;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": accept: journal is closed");
+        if (Status s = begin_locked("accept"); !s.ok()) return s;
+        Counts delta{};
+        for (TaskRecord& r : records) {
+            bool fatal = false;
+            Result<std::pair<TaskRecord, bool>> one = accept_locked(std::move(r), delta, fatal);
+            if (fatal) {
+                rollback_locked();
+                return one.status();
+            }
+            out.push_back(std::move(one));
+        }
+        if (Status s = commit_locked("accept"); !s.ok()) {
+            rollback_locked();
+            return s;
+        }
+        for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += delta[i];
+        return out;
+    });
+}
+
+Status TaskJournal::update_locked(const TaskRecord& r, const char* what) {
+    StmtScope scope(update_);
+    sqlite3_bind_int64(update_, 1, r.seq);
+    sqlite3_bind_text(update_, 2, to_string(r.state), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(update_, 3, r.version);
+    sqlite3_bind_int64(update_, 4, r.started_ms);
+    sqlite3_bind_int64(update_, 5, r.finished_ms);
+    bind_text(update_, 6, r.device_id);
+    bind_text(update_, 7, r.reason);
+    bind_blob(update_, 8, r.result_json);
+    sqlite3_bind_int(update_, 9, r.attempts);
+    int rc = run(update_);
+    return rc == SQLITE_DONE ? Status() : error(what, rc);
+}
+
+Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& delta, bool& fatal) {
+    fatal = false;
+    Result<std::optional<TaskRecord>> found = find_locked(t.id, "transition");
+    if (!found.ok()) {
+        fatal = true;
+        return found.status();
+    }
+    if (!found.value()) return Status(Code::not_found, path_ + ": transition: no task '" + t.id + "'");
+    TaskRecord r = std::move(*found.value());
+    if (!is_allowed_transition(r.state, t.to))
+        return Status(Code::failed_precondition, path_ + ": transition: task '" + t.id + "': cannot go from " +
+                                                     to_string(r.state) + " to " + to_string(t.to));
+    const int64_t now = now_ms();
+    --delta[index_of(r.state)];
+    r.state = t.to;
+    ++r.version;
+    if (t.to == TaskState::running) {
+        r.started_ms = now;
+        ++r.attempts;
+    }
+    if (is_terminal(t.to)) r.finished_ms = now;
+    if (!t.reason.empty()) r.reason = t.reason;
+    if (!t.device_id.empty()) r.device_id = t.device_id;
+    if (!t.result_json.empty()) r.result_json = t.result_json;
+    if (Status s = update_locked(r, "transition"); !s.ok()) {
+        fatal = true;
+        return s;
+    }
+    ++delta[index_of(r.state)];
+    return r;
+}
+
+Result<TaskRecord> TaskJournal::transition(const std::string& id, TaskState to, const std::string& reason,
+                                           const std::string& device_id, const std::string& result_json) {
+    return guarded(path_, "transition", [&]() -> Result<TaskRecord> {
+        std::vector<Transition> one{Transition{id, to, reason, device_id, result_json}};
+        Result<std::vector<Result<TaskRecord>>> out = transition_batch(one);
+        if (!out.ok()) return out.status();
+        return std::move(out.value().front());
+    });
+}
+
+Result<std::vector<Result<TaskRecord>>> TaskJournal::transition_batch(const std::vector<Transition>& changes) {
+    using Out = std::vector<Result<TaskRecord>>;
+    return guarded(path_, "transition", [&]() -> Result<Out> {
+        Out out;
+        out.reserve(changes.size());
+        if (changes.empty()) return out;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": transition: journal is closed");
+        if (Status s = begin_locked("transition"); !s.ok()) return s;
+        Counts delta{};
+        bool changed = false;
+        for (const Transition& t : changes) {
+            bool fatal = false;
+            Result<TaskRecord> one = transition_locked(t, delta, fatal);
+            if (fatal) {
+                rollback_locked();
+                return one.status();
+            }
+            changed = changed || one.ok();
+            out.push_back(std::move(one));
+        }
+        // A batch whose every change was refused wrote nothing: no commit (and no fsync) needed.
+        if (!changed) {
+            rollback_locked(false);
+            return out;
+        }
+        if (Status s = commit_locked("transition"); !s.ok()) {
+            rollback_locked();
+            return s;
+        }
+        for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += delta[i];
+        return out;
+    });
+}
+
+Result<std::optional<TaskRecord>> TaskJournal::get(const std::string& id) {
+    return guarded(path_, "get", [&]() -> Result<std::optional<TaskRecord>> {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": get: journal is closed");
+        return find_locked(id, "get");
+    });
+}
+
+Result<std::vector<TaskRecord>> TaskJournal::queued(size_t limit) {
+    return guarded(path_, "queued", [&]() -> Result<std::vector<TaskRecord>> {
+        if (limit == 0) return std::vector<TaskRecord>();
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": queued: journal is closed");
+        StmtScope scope(queued_);
+        sqlite3_bind_int64(queued_, 1, clamp_limit(limit));
+        return select_locked(queued_, "queued");
+    });
+}
+
+Result<std::vector<TaskRecord>> TaskJournal::in_state(TaskState s) {
+    return guarded(path_, "in_state", [&]() -> Result<std::vector<TaskRecord>> {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": in_state: journal is closed");
+        StmtScope scope(in_state_);
+        sqlite3_bind_text(in_state_, 1, to_string(s), -1, SQLITE_STATIC);
+        return select_locked(in_state_, "in_state");
+    });
+}
+
+int64_t TaskJournal::count(TaskState s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t i = index_of(s);
+    return i < counts_.size() ? counts_[i] : 0;
+}
+
+Result<std::vector<TaskRecord>> TaskJournal::unpublished(size_t limit) {
+    return guarded(path_, "unpublished", [&]() -> Result<std::vector<TaskRecord>> {
+        if (limit == 0) return std::vector<TaskRecord>();
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": unpublished: journal is closed");
+        StmtScope scope(unpublished_);
+        sqlite3_bind_int64(unpublished_, 1, clamp_limit(limit));
+        return select_locked(unpublished_, "unpublished");
+    });
+}
+
+Status TaskJournal::mark_locked(const std::string& id, int64_t version) {
+    {
+        StmtScope scope(mark_);
+        bind_text(mark_, 1, id);
+        sqlite3_bind_int64(mark_, 2, version);
+        bool hit = false;
+        int rc;
+        while ((rc = sqlite3_step(mark_)) == SQLITE_ROW) hit = true;
+        if (rc != SQLITE_DONE) return error("mark_published", rc);
+        if (hit) return {};
+    }
+    // Nothing updated: an unknown (purged) id is fine; a version never journaled is a bug.
+    Result<std::optional<TaskRecord>> found = find_locked(id, "mark_published");
+    if (!found.ok()) return found.status();
+    if (!found.value()) return {};
+    return Status(Code::invalid_argument, path_ + ": mark_published: task '" + id + "' has no version " +
+                                              std::to_string(version) + " (its version is " +
+                                              std::to_string(found.value()->version) + ")");
+}
+
+Status TaskJournal::mark_published(const std::string& id, int64_t version) {
+    return mark_published_batch({{id, version}});
+}
+
+Status TaskJournal::mark_published_batch(const std::vector<std::pair<std::string, int64_t>>& marks) {
+    return guarded(path_, "mark_published", [&]() -> Status {
+        if (marks.empty()) return {};
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": mark_published: journal is closed");
+        // Not fsynced: see the header. WAL frames are checksummed in a chain, so a later FULL
+        // commit makes this one durable too; a power cut before it only undoes the mark.
+        {
+            StmtScope scope(sync_normal_);
+            sqlite3_step(sync_normal_);
+        }
+        Status result = begin_locked("mark_published");
+        if (result.ok()) {
+            for (const auto& [id, version] : marks) {
+                result = mark_locked(id, version);
+                if (!result.ok()) break;
+            }
+            if (result.ok()) result = commit_locked("mark_published");
+            if (!result.ok()) rollback_locked();
+        }
+        // Every other commit must stay durable on return.
+        StmtScope scope(sync_full_);
+        if (int frc = sqlite3_step(sync_full_); frc != SQLITE_DONE && result.ok())
+            result = error("mark_published: restore synchronous=FULL", frc);
+        return result;
+    });
+}
+
+Result<std::vector<TaskRecord>> TaskJournal::recover(const std::function<bool(const std::string& kind)>& idempotent) {
+    return guarded(path_, "recover", [&]() -> Result<std::vector<TaskRecord>> {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": recover: journal is closed");
+        if (Status s = begin_locked("recover"); !s.ok()) return s;
+        Result<std::vector<TaskRecord>> running = [&] {
+            StmtScope scope(in_state_);
+            sqlite3_bind_text(in_state_, 1, to_string(TaskState::running), -1, SQLITE_STATIC);
+            return select_locked(in_state_, "recover");
+        }();
+        if (!running.ok()) {
+            rollback_locked();
+            return running.status();
+        }
+        std::vector<TaskRecord> changed = std::move(running.value());
+        if (changed.empty()) {
+            rollback_locked(false);
+            return changed;
+        }
+        Counts delta{};
+        const int64_t now = now_ms();
+        for (TaskRecord& r : changed) {
+            --delta[index_of(r.state)];
+            ++r.version;
+            if (idempotent && idempotent(r.kind)) {
+                r.state = TaskState::queued;
+                r.started_ms = 0;
+                r.device_id.clear();
+            } else {
+                r.state = TaskState::failed;
+                r.finished_ms = now;
+                r.reason = kReasonAgentRestarted;
+            }
+            ++delta[index_of(r.state)];
+            if (Status s = update_locked(r, "recover"); !s.ok()) {
+                rollback_locked();
+                return s;
+            }
+        }
+        if (Status s = commit_locked("recover"); !s.ok()) {
+            rollback_locked();
+            return s;
+        }
+        for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += delta[i];
+        size_t requeued = 0;
+        for (const TaskRecord& r : changed) requeued += r.state == TaskState::queued ? 1 : 0;
+        spdlog::info("{}: {} task(s) were running when the agent stopped: {} re-queued, {} failed ({})", path_,
+                     changed.size(), requeued, changed.size() - requeued, kReasonAgentRestarted);
+        return changed;
+    });
+}
+
+Result<int64_t> TaskJournal::purge(int64_t older_than_ms) {
+    return guarded(path_, "purge", [&]() -> Result<int64_t> {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": purge: journal is closed");
+        if (Status s = begin_locked("purge"); !s.ok()) return s;
+        Counts delta{};
+        int64_t removed = 0;
+        {
+            StmtScope scope(purge_);
+            sqlite3_bind_int64(purge_, 1, older_than_ms);
+            int rc;
+            while ((rc = sqlite3_step(purge_)) == SQLITE_ROW) {
+                ++removed;
+                if (std::optional<TaskState> st = task_state_from_string(column_bytes(purge_, 0, false)))
+                    --delta[index_of(*st)];
+            }
+            if (rc != SQLITE_DONE) {
+                Status s = error("purge", rc);
+                rollback_locked();
+                return s;
+            }
+        }
+        if (removed == 0) {
+            rollback_locked(false);
+            return removed;
+        }
+        if (Status s = commit_locked("purge"); !s.ok()) {
+            rollback_locked();
+            return s;
+        }
+        for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += delta[i];
+        return removed;
+    });
+}
+
+bool TaskJournal::recovered_from_corruption() const { return recovered_; }
+
+}  // namespace cpn::tasks

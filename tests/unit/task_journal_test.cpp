@@ -1,0 +1,875 @@
+// The durable task journal: idempotent admission (also across restarts), versioned state
+// changes, run order, publication bookkeeping, recovery after a restart, retention, batches, and
+// what survives kill -9 and a corrupt file.
+#include "tasks/task_journal.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "store/outbox.hpp"
+#include "test_support.hpp"
+
+namespace cpn::tasks {
+namespace {
+
+using test::TempDir;
+
+constexpr TaskState kStates[] = {TaskState::queued,    TaskState::running,  TaskState::succeeded,
+                                 TaskState::failed,    TaskState::timed_out, TaskState::canceled,
+                                 TaskState::rejected};
+
+std::unique_ptr<TaskJournal> open_journal(const std::string& path) {
+    Result<std::unique_ptr<TaskJournal>> r = TaskJournal::open(path);
+    EXPECT_TRUE(r.ok()) << r.status().to_string();
+    return r.ok() ? std::move(r).value() : nullptr;
+}
+
+TaskRecord task(const std::string& id, const std::string& kind = "echo", int priority = 0) {
+    TaskRecord r;
+    r.id = id;
+    r.kind = kind;
+    r.spec_json = "{\"id\":\"" + id + "\",\"kind\":\"" + kind + "\"}";
+    r.priority = priority;
+    r.reply_topic = "cpn/v1/clients/c1/replies";
+    r.correlation = "corr-" + id;
+    return r;
+}
+
+/* accept() that must create the task; returns the stored record. */
+TaskRecord accept_new(TaskJournal& j, TaskRecord r) {
+    Result<std::pair<TaskRecord, bool>> a = j.accept(std::move(r));
+    EXPECT_TRUE(a.ok()) << a.status().to_string();
+    if (!a.ok()) return {};
+    EXPECT_TRUE(a->second);
+    return a->first;
+}
+
+TaskRecord must_transition(TaskJournal& j, const std::string& id, TaskState to, const std::string& reason = "",
+                           const std::string& device = "", const std::string& result = "") {
+    Result<TaskRecord> r = j.transition(id, to, reason, device, result);
+    EXPECT_TRUE(r.ok()) << r.status().to_string();
+    return r.ok() ? r.value() : TaskRecord{};
+}
+
+TaskRecord must_get(TaskJournal& j, const std::string& id) {
+    Result<std::optional<TaskRecord>> r = j.get(id);
+    EXPECT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_TRUE(r.ok() && r.value().has_value()) << "no task " << id;
+    return r.ok() && r.value() ? *r.value() : TaskRecord{};
+}
+
+std::vector<std::string> ids_of(const std::vector<TaskRecord>& v) {
+    std::vector<std::string> out;
+    for (const TaskRecord& r : v) out.push_back(r.id);
+    return out;
+}
+
+/* Every field that the journal stores, compared. */
+void expect_same(const TaskRecord& a, const TaskRecord& b) {
+    EXPECT_EQ(a.id, b.id);
+    EXPECT_EQ(a.kind, b.kind);
+    EXPECT_EQ(a.spec_json, b.spec_json);
+    EXPECT_EQ(a.state, b.state);
+    EXPECT_EQ(a.version, b.version);
+    EXPECT_EQ(a.priority, b.priority);
+    EXPECT_EQ(a.accepted_ms, b.accepted_ms);
+    EXPECT_EQ(a.started_ms, b.started_ms);
+    EXPECT_EQ(a.finished_ms, b.finished_ms);
+    EXPECT_EQ(a.seq, b.seq);
+    EXPECT_EQ(a.device_id, b.device_id);
+    EXPECT_EQ(a.reason, b.reason);
+    EXPECT_EQ(a.result_json, b.result_json);
+    EXPECT_EQ(a.reply_topic, b.reply_topic);
+    EXPECT_EQ(a.correlation, b.correlation);
+    EXPECT_EQ(a.published_version, b.published_version);
+    EXPECT_EQ(a.attempts, b.attempts);
+}
+
+std::string read_all(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::vector<std::string> files_starting_with(const std::string& dir, const std::string& prefix) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        std::string name = e.path().filename().string();
+        if (name.rfind(prefix, 0) == 0) out.push_back(e.path().string());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+/* A forked child that reports int64 values through a pipe, for the kill -9 test. The child runs
+ * `body` (which must only use the journal and write(2)) and _exits: no gtest, no atexit. */
+struct Reporter {
+    pid_t pid = -1;
+    int fd = -1;
+    bool eof = false;
+
+    template <typename Body>
+    static Reporter start(Body body) {
+        Reporter r;
+        int p[2];
+        if (::pipe(p) != 0) return r;
+        r.pid = ::fork();
+        if (r.pid == 0) {
+            ::close(p[0]);
+            int code = body(p[1]);
+            ::_exit(code);
+        }
+        ::close(p[1]);
+        r.fd = p[0];
+        return r;
+    }
+    /* Reads one reported value; false at EOF or after timeout_ms without one. */
+    bool read(int64_t& v, int timeout_ms = 10000) {
+        size_t have = 0;
+        char* b = reinterpret_cast<char*>(&v);
+        while (have < sizeof v) {
+            pollfd pfd{fd, POLLIN, 0};
+            if (::poll(&pfd, 1, timeout_ms) <= 0) return false;
+            ssize_t n = ::read(fd, b + have, sizeof v - have);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                eof = true;
+                return false;
+            }
+            have += static_cast<size_t>(n);
+        }
+        return true;
+    }
+    /* SIGKILL, reap; returns the wait status. */
+    int kill() {
+        ::kill(pid, SIGKILL);
+        int st = 0;
+        ::waitpid(pid, &st, 0);
+        return st;
+    }
+    ~Reporter() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+bool report(int fd, int64_t v) { return ::write(fd, &v, sizeof v) == static_cast<ssize_t>(sizeof v); }
+
+TEST(TaskJournal, StateNamesAndTransitionTable) {
+    for (TaskState s : kStates) {
+        std::optional<TaskState> back = task_state_from_string(to_string(s));
+        ASSERT_TRUE(back.has_value()) << to_string(s);
+        EXPECT_EQ(*back, s);
+    }
+    EXPECT_STREQ(to_string(TaskState::timed_out), "TIMED_OUT");
+    EXPECT_STREQ(to_string(TaskState::canceled), "CANCELED");
+    EXPECT_FALSE(task_state_from_string("queued").has_value()) << "wire names are upper case";
+    EXPECT_FALSE(task_state_from_string("").has_value());
+    EXPECT_FALSE(is_terminal(TaskState::queued));
+    EXPECT_FALSE(is_terminal(TaskState::running));
+    for (TaskState s : {TaskState::succeeded, TaskState::failed, TaskState::timed_out, TaskState::canceled,
+                        TaskState::rejected})
+        EXPECT_TRUE(is_terminal(s)) << to_string(s);
+    EXPECT_FALSE(is_allowed_transition(TaskState::running, TaskState::queued)) << "only recover() re-queues";
+    EXPECT_FALSE(is_allowed_transition(TaskState::queued, TaskState::succeeded));
+}
+
+TEST(TaskJournal, AcceptIsIdempotentAlsoAfterARestart) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_FALSE(j->recovered_from_corruption());
+
+    TaskRecord in = task("t-1", "echo", 5);
+    in.accepted_ms = 1'700'000'000'123;
+    in.state = TaskState::succeeded;  // ignored: admission always starts QUEUED, version 1
+    in.version = 42;
+    in.attempts = 9;
+    Result<std::pair<TaskRecord, bool>> a = j->accept(in);
+    ASSERT_TRUE(a.ok()) << a.status().to_string();
+    EXPECT_TRUE(a->second);
+    const TaskRecord first = a->first;
+    EXPECT_EQ(first.state, TaskState::queued);
+    EXPECT_EQ(first.version, 1);
+    EXPECT_EQ(first.attempts, 0);
+    EXPECT_EQ(first.published_version, 0);
+    EXPECT_GT(first.seq, 0);
+    EXPECT_EQ(first.accepted_ms, 1'700'000'000'123);
+    EXPECT_EQ(first.priority, 5);
+    EXPECT_EQ(first.spec_json, in.spec_json);
+    expect_same(must_get(*j, "t-1"), first);
+
+    // The same id again, even with another spec: the stored task, unchanged, no second row.
+    TaskRecord again = task("t-1", "bench", 0);
+    again.spec_json = "{\"different\":true}";
+    Result<std::pair<TaskRecord, bool>> b = j->accept(again);
+    ASSERT_TRUE(b.ok()) << b.status().to_string();
+    EXPECT_FALSE(b->second);
+    expect_same(b->first, first);
+    EXPECT_EQ(j->count(TaskState::queued), 1);
+    Result<std::vector<TaskRecord>> q = j->in_state(TaskState::queued);
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->size(), 1u);
+
+    // The default accepted_ms is now.
+    TaskRecord second = accept_new(*j, task("t-2"));
+    EXPECT_GT(second.accepted_ms, 1'700'000'000'000);
+    EXPECT_GT(second.seq, first.seq);
+
+    // A restart: the id is still the key, whatever state the task reached.
+    must_transition(*j, "t-2", TaskState::running, "", "cpu0");
+    TaskRecord done = must_transition(*j, "t-2", TaskState::succeeded, "", "", "{\"out\":1}");
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    b = j->accept(again);
+    ASSERT_TRUE(b.ok()) << b.status().to_string();
+    EXPECT_FALSE(b->second);
+    expect_same(b->first, first);
+    b = j->accept(task("t-2"));
+    ASSERT_TRUE(b.ok());
+    EXPECT_FALSE(b->second) << "a finished task is not run twice";
+    expect_same(b->first, done);
+    EXPECT_EQ(j->count(TaskState::queued), 1);
+    EXPECT_EQ(j->count(TaskState::succeeded), 1);
+    // New ids keep their place after the old ones.
+    EXPECT_GT(accept_new(*j, task("t-3")).seq, done.seq);
+}
+
+TEST(TaskJournal, AcceptRejectsEmptyIdOrKind) {
+    TempDir dir;
+    auto j = open_journal(dir.file("tasks.db"));
+    ASSERT_NE(j, nullptr);
+    EXPECT_EQ(j->accept(task("")).status().code(), Code::invalid_argument);
+    Result<std::pair<TaskRecord, bool>> r = j->accept(task("x", ""));
+    EXPECT_EQ(r.status().code(), Code::invalid_argument);
+    EXPECT_NE(r.status().message().find("'x'"), std::string::npos) << r.status().message();
+    EXPECT_EQ(j->count(TaskState::queued), 0);
+}
+
+TEST(TaskJournal, RejectedSubmitIsRecordedAndAnsweredTheSameWay) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    Result<std::pair<TaskRecord, bool>> r = j->accept_rejected(task("bad", "warp-drive"), "unknown kind 'warp-drive'");
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_TRUE(r->second);
+    EXPECT_EQ(r->first.state, TaskState::rejected);
+    EXPECT_EQ(r->first.version, 1);
+    EXPECT_EQ(r->first.reason, "unknown kind 'warp-drive'");
+    EXPECT_EQ(r->first.finished_ms, r->first.accepted_ms);
+    EXPECT_EQ(j->count(TaskState::rejected), 1);
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    // Re-sent, even as a plain accept: the same rejection, never queued.
+    Result<std::pair<TaskRecord, bool>> again = j->accept(task("bad", "warp-drive"));
+    ASSERT_TRUE(again.ok());
+    EXPECT_FALSE(again->second);
+    expect_same(again->first, r->first);
+    EXPECT_EQ(j->count(TaskState::queued), 0);
+    EXPECT_EQ(j->transition("bad", TaskState::running).status().code(), Code::failed_precondition);
+    // And an accepted id cannot be turned into a rejected one.
+    accept_new(*j, task("good"));
+    again = j->accept_rejected(task("good"), "late");
+    ASSERT_TRUE(again.ok());
+    EXPECT_FALSE(again->second);
+    EXPECT_EQ(again->first.state, TaskState::queued);
+}
+
+TEST(TaskJournal, VersionGrowsByOnePerTransitionAndIsNeverReused) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    TaskRecord a = accept_new(*j, task("v"));
+    EXPECT_EQ(a.version, 1);
+    EXPECT_EQ(a.started_ms, 0);
+    TaskRecord r = must_transition(*j, "v", TaskState::running, "", "gpu:0");
+    EXPECT_EQ(r.version, 2);
+    EXPECT_EQ(r.state, TaskState::running);
+    EXPECT_EQ(r.attempts, 1);
+    EXPECT_EQ(r.device_id, "gpu:0");
+    EXPECT_GT(r.started_ms, 0);
+    EXPECT_EQ(r.finished_ms, 0);
+    EXPECT_EQ(r.seq, a.seq);
+
+    // A refused change leaves the version where it was.
+    Result<TaskRecord> bad = j->transition("v", TaskState::running);
+    EXPECT_EQ(bad.status().code(), Code::failed_precondition);
+    EXPECT_EQ(must_get(*j, "v").version, 2);
+
+    TaskRecord done = must_transition(*j, "v", TaskState::succeeded, "", "", "{\"metrics\":{\"ms\":3}}");
+    EXPECT_EQ(done.version, 3);
+    EXPECT_EQ(done.device_id, "gpu:0") << "an empty argument keeps the stored device";
+    EXPECT_EQ(done.result_json, "{\"metrics\":{\"ms\":3}}");
+    EXPECT_GE(done.finished_ms, done.started_ms);
+    EXPECT_EQ(done.started_ms, r.started_ms);
+    expect_same(must_get(*j, "v"), done);
+
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    expect_same(must_get(*j, "v"), done);
+    EXPECT_EQ(j->transition("v", TaskState::failed).status().code(), Code::failed_precondition);
+    EXPECT_EQ(must_get(*j, "v").version, 3);
+
+    // Queued straight to a terminal state: one step, version 2.
+    accept_new(*j, task("c"));
+    TaskRecord c = must_transition(*j, "c", TaskState::canceled, "canceled by submitter");
+    EXPECT_EQ(c.version, 2);
+    EXPECT_EQ(c.reason, "canceled by submitter");
+    EXPECT_GT(c.finished_ms, 0);
+    EXPECT_EQ(c.attempts, 0);
+}
+
+TEST(TaskJournal, IllegalTransitionsAreRefusedNamingFromToAndId) {
+    TempDir dir;
+    auto j = open_journal(dir.file("tasks.db"));
+    ASSERT_NE(j, nullptr);
+    // One task per (from, to) pair, brought to `from` through legal steps.
+    int n = 0;
+    for (TaskState from : kStates) {
+        for (TaskState to : kStates) {
+            const std::string id = std::string("t-") + to_string(from) + "-" + to_string(to) + "-" + std::to_string(n++);
+            if (from == TaskState::rejected) {
+                ASSERT_TRUE(j->accept_rejected(task(id), "no").ok());
+            } else {
+                accept_new(*j, task(id));
+                if (from != TaskState::queued) must_transition(*j, id, TaskState::running);
+                if (from != TaskState::queued && from != TaskState::running) must_transition(*j, id, from);
+            }
+            const TaskRecord before = must_get(*j, id);
+            ASSERT_EQ(before.state, from);
+            Result<TaskRecord> r = j->transition(id, to);
+            if (is_allowed_transition(from, to)) {
+                ASSERT_TRUE(r.ok()) << id << ": " << r.status().to_string();
+                EXPECT_EQ(r->version, before.version + 1);
+                EXPECT_EQ(r->state, to);
+            } else {
+                ASSERT_FALSE(r.ok()) << id;
+                EXPECT_EQ(r.status().code(), Code::failed_precondition) << r.status().to_string();
+                const std::string& m = r.status().message();
+                EXPECT_NE(m.find(id), std::string::npos) << m;
+                EXPECT_NE(m.find(std::string("from ") + to_string(from)), std::string::npos) << m;
+                EXPECT_NE(m.find(std::string("to ") + to_string(to)), std::string::npos) << m;
+                expect_same(must_get(*j, id), before);
+            }
+        }
+    }
+    // The allowed set, exactly as the issue lists it.
+    int allowed = 0;
+    for (TaskState from : kStates)
+        for (TaskState to : kStates) allowed += is_allowed_transition(from, to) ? 1 : 0;
+    EXPECT_EQ(allowed, 8);
+
+    Result<TaskRecord> missing = j->transition("nope", TaskState::running);
+    EXPECT_EQ(missing.status().code(), Code::not_found);
+    EXPECT_NE(missing.status().message().find("'nope'"), std::string::npos) << missing.status().message();
+}
+
+TEST(TaskJournal, QueuedRunsByPriorityThenFifo) {
+    TempDir dir;
+    auto j = open_journal(dir.file("tasks.db"));
+    ASSERT_NE(j, nullptr);
+    accept_new(*j, task("a", "echo", 0));
+    accept_new(*j, task("b", "echo", 5));
+    accept_new(*j, task("c", "echo", 0));
+    accept_new(*j, task("d", "echo", -3));
+    accept_new(*j, task("e", "echo", 5));
+    accept_new(*j, task("f", "echo", 9));
+    Result<std::vector<TaskRecord>> q = j->queued(100);
+    ASSERT_TRUE(q.ok()) << q.status().to_string();
+    EXPECT_EQ(ids_of(q.value()), (std::vector<std::string>{"f", "b", "e", "a", "c", "d"}));
+    q = j->queued(2);
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(ids_of(q.value()), (std::vector<std::string>{"f", "b"}));
+    EXPECT_TRUE(j->queued(0)->empty());
+    // Running and finished tasks are not runnable.
+    must_transition(*j, "f", TaskState::running);
+    must_transition(*j, "b", TaskState::canceled);
+    q = j->queued(100);
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(ids_of(q.value()), (std::vector<std::string>{"e", "a", "c", "d"}));
+    EXPECT_EQ(j->count(TaskState::queued), 4);
+    EXPECT_EQ(j->count(TaskState::running), 1);
+    EXPECT_EQ(j->count(TaskState::canceled), 1);
+    Result<std::vector<TaskRecord>> running = j->in_state(TaskState::running);
+    ASSERT_TRUE(running.ok());
+    EXPECT_EQ(ids_of(running.value()), (std::vector<std::string>{"f"}));
+}
+
+TEST(TaskJournal, UnpublishedUntilMarked) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    accept_new(*j, task("a"));
+    accept_new(*j, task("b"));
+    accept_new(*j, task("c"));
+    Result<std::vector<TaskRecord>> u = j->unpublished(100);
+    ASSERT_TRUE(u.ok()) << u.status().to_string();
+    EXPECT_EQ(ids_of(u.value()), (std::vector<std::string>{"a", "b", "c"}));
+    ASSERT_TRUE(j->mark_published("a", 1).ok());
+    ASSERT_TRUE(j->mark_published("b", 1).ok());
+    EXPECT_EQ(ids_of(j->unpublished(100).value()), (std::vector<std::string>{"c"}));
+    EXPECT_EQ(ids_of(j->unpublished(1).value()), (std::vector<std::string>{"c"}));
+
+    // A state change makes it unpublished again; marking an older version does not hide it,
+    // and marking never lowers published_version.
+    must_transition(*j, "a", TaskState::running);
+    must_transition(*j, "a", TaskState::succeeded);
+    EXPECT_EQ(ids_of(j->unpublished(100).value()), (std::vector<std::string>{"a", "c"}));
+    ASSERT_TRUE(j->mark_published("a", 2).ok());
+    EXPECT_EQ(must_get(*j, "a").published_version, 2);
+    EXPECT_EQ(ids_of(j->unpublished(100).value()), (std::vector<std::string>{"a", "c"}));
+    ASSERT_TRUE(j->mark_published("a", 3).ok());
+    ASSERT_TRUE(j->mark_published("a", 1).ok());
+    EXPECT_EQ(must_get(*j, "a").published_version, 3);
+    EXPECT_EQ(ids_of(j->unpublished(100).value()), (std::vector<std::string>{"c"}));
+
+    // Unknown ids are fine (purged); a version that was never journaled is a caller's bug.
+    EXPECT_TRUE(j->mark_published("gone", 7).ok());
+    Status s = j->mark_published("c", 2);
+    EXPECT_EQ(s.code(), Code::invalid_argument);
+    EXPECT_NE(s.message().find("'c'"), std::string::npos) << s.message();
+    EXPECT_EQ(must_get(*j, "c").published_version, 0);
+
+    // What was marked survives a restart; what was not is still to publish.
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_EQ(ids_of(j->unpublished(100).value()), (std::vector<std::string>{"c"}));
+    EXPECT_EQ(must_get(*j, "a").published_version, 3);
+}
+
+TEST(TaskJournal, RecoverRequeuesIdempotentKindsAndFailsTheRest) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    {
+        auto j = open_journal(path);
+        ASSERT_NE(j, nullptr);
+        accept_new(*j, task("q", "render"));           // queued: untouched
+        accept_new(*j, task("e", "echo"));             // running, idempotent
+        accept_new(*j, task("r", "render"));           // running, not idempotent
+        accept_new(*j, task("done", "render"));        // finished: untouched
+        must_transition(*j, "e", TaskState::running, "", "cpu0");
+        must_transition(*j, "r", TaskState::running, "", "gpu1");
+        must_transition(*j, "done", TaskState::running);
+        must_transition(*j, "done", TaskState::succeeded);
+        ASSERT_TRUE(j->mark_published("e", 2).ok());
+        ASSERT_TRUE(j->mark_published("r", 2).ok());
+    }
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_EQ(j->count(TaskState::running), 2);
+    const TaskRecord q_before = must_get(*j, "q");
+    const TaskRecord done_before = must_get(*j, "done");
+    std::vector<std::string> asked;
+    Result<std::vector<TaskRecord>> changed = j->recover([&](const std::string& kind) {
+        asked.push_back(kind);
+        return kind == "echo";
+    });
+    ASSERT_TRUE(changed.ok()) << changed.status().to_string();
+    ASSERT_EQ(changed->size(), 2u);
+    EXPECT_EQ(asked, (std::vector<std::string>{"echo", "render"}));
+    const TaskRecord& e = (*changed)[0];
+    const TaskRecord& r = (*changed)[1];
+    EXPECT_EQ(e.id, "e");
+    EXPECT_EQ(e.state, TaskState::queued);
+    EXPECT_EQ(e.version, 3);
+    EXPECT_EQ(e.attempts, 1) << "attempts kept, so the runner sees a re-run";
+    EXPECT_EQ(e.started_ms, 0);
+    EXPECT_EQ(e.finished_ms, 0);
+    EXPECT_EQ(r.id, "r");
+    EXPECT_EQ(r.state, TaskState::failed);
+    EXPECT_EQ(r.version, 3);
+    EXPECT_EQ(r.reason, "agent restarted");
+    EXPECT_EQ(r.device_id, "gpu1");
+    EXPECT_GT(r.finished_ms, 0);
+    expect_same(must_get(*j, "e"), e);
+    expect_same(must_get(*j, "r"), r);
+    expect_same(must_get(*j, "q"), q_before);
+    expect_same(must_get(*j, "done"), done_before);
+    EXPECT_EQ(j->count(TaskState::running), 0);
+    EXPECT_EQ(j->count(TaskState::queued), 2);
+    EXPECT_EQ(j->count(TaskState::failed), 1);
+    // Both changes are to be published; the re-queued task runs again, in its old place.
+    std::vector<std::string> unpub = ids_of(j->unpublished(100).value());
+    EXPECT_NE(std::find(unpub.begin(), unpub.end(), "e"), unpub.end());
+    EXPECT_NE(std::find(unpub.begin(), unpub.end(), "r"), unpub.end());
+    EXPECT_EQ(ids_of(j->queued(10).value()), (std::vector<std::string>{"q", "e"}));
+    TaskRecord rerun = must_transition(*j, "e", TaskState::running);
+    EXPECT_EQ(rerun.attempts, 2);
+    EXPECT_EQ(rerun.version, 4);
+    // Nothing left to recover.
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    // (e is RUNNING again: a second restart treats it the same way.)
+    changed = j->recover(nullptr);
+    ASSERT_TRUE(changed.ok());
+    ASSERT_EQ(changed->size(), 1u);
+    EXPECT_EQ((*changed)[0].state, TaskState::failed) << "no predicate: nothing is idempotent";
+    changed = j->recover([](const std::string&) { return true; });
+    ASSERT_TRUE(changed.ok());
+    EXPECT_TRUE(changed->empty());
+}
+
+TEST(TaskJournal, PurgeKeepsUnpublishedAndUnfinishedTasks) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    accept_new(*j, task("queued"));
+    accept_new(*j, task("running"));
+    must_transition(*j, "running", TaskState::running);
+    accept_new(*j, task("done-published"));
+    must_transition(*j, "done-published", TaskState::running);
+    must_transition(*j, "done-published", TaskState::succeeded);
+    accept_new(*j, task("done-unpublished"));
+    must_transition(*j, "done-unpublished", TaskState::running);
+    must_transition(*j, "done-unpublished", TaskState::failed, "boom");
+    accept_new(*j, task("done-half-published"));
+    must_transition(*j, "done-half-published", TaskState::timed_out);
+    ASSERT_TRUE(j->accept_rejected(task("rejected"), "bad").ok());
+    for (const char* id : {"queued", "running", "done-published", "rejected"})
+        ASSERT_TRUE(j->mark_published(id, must_get(*j, id).version).ok()) << id;
+    ASSERT_TRUE(j->mark_published("done-half-published", 1).ok());
+
+    // Nothing finished before the cutoff.
+    Result<int64_t> n = j->purge(must_get(*j, "done-published").finished_ms);
+    ASSERT_TRUE(n.ok()) << n.status().to_string();
+    EXPECT_EQ(n.value(), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    n = j->purge(std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch()).count() + 1);
+    ASSERT_TRUE(n.ok()) << n.status().to_string();
+    EXPECT_EQ(n.value(), 2);
+    for (const char* gone : {"done-published", "rejected"}) EXPECT_FALSE(j->get(gone).value().has_value()) << gone;
+    for (const char* kept : {"queued", "running", "done-unpublished", "done-half-published"})
+        EXPECT_TRUE(j->get(kept).value().has_value()) << kept;
+    EXPECT_EQ(j->count(TaskState::succeeded), 0);
+    EXPECT_EQ(j->count(TaskState::rejected), 0);
+    EXPECT_EQ(j->count(TaskState::failed), 1);
+    EXPECT_EQ(j->count(TaskState::queued), 1);
+    // After a purge the id is free again: a new task, version 1 (documented).
+    Result<std::pair<TaskRecord, bool>> again = j->accept(task("done-published"));
+    ASSERT_TRUE(again.ok());
+    EXPECT_TRUE(again->second);
+    EXPECT_EQ(again->first.version, 1);
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_FALSE(j->get("rejected").value().has_value());
+    EXPECT_EQ(j->count(TaskState::queued), 2);
+    EXPECT_EQ(j->count(TaskState::failed), 1);
+    EXPECT_EQ(j->count(TaskState::timed_out), 1);
+}
+
+TEST(TaskJournal, BinarySafeSpecCorrelationAndResult) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    const std::string spec("{\"a\":\"\0\xff\x01\"}\0tail", 16);
+    const std::string corr("\0\0\x7f\x80\xfe\xff\0", 7);
+    const std::string result("r\0s\xffz", 5);
+    TaskRecord in = task("bin");
+    in.spec_json = spec;
+    in.correlation = corr;
+    in.reply_topic = "";
+    TaskRecord a = accept_new(*j, in);
+    EXPECT_EQ(a.spec_json, spec);
+    must_transition(*j, "bin", TaskState::running);
+    must_transition(*j, "bin", TaskState::succeeded, "", "", result);
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    TaskRecord got = must_get(*j, "bin");
+    EXPECT_EQ(got.spec_json.size(), spec.size());
+    EXPECT_TRUE(got.spec_json == spec);
+    EXPECT_EQ(got.correlation.size(), 7u);
+    EXPECT_TRUE(got.correlation == corr);
+    EXPECT_TRUE(got.result_json == result);
+    EXPECT_EQ(got.reply_topic, "");
+    // Empty binary fields come back empty (not missing).
+    TaskRecord e = task("empty");
+    e.spec_json.clear();
+    e.correlation.clear();
+    accept_new(*j, e);
+    EXPECT_EQ(must_get(*j, "empty").spec_json, "");
+    EXPECT_EQ(must_get(*j, "empty").correlation, "");
+}
+
+TEST(TaskJournal, CorruptFileIsMovedAsideAndAFreshJournalStarts) {
+    TempDir dir;
+    std::string garbage = "this is not an SQLite database\n";
+    for (int i = 0; i < 5000; ++i) garbage += static_cast<char>((i * 7919) & 0xff);
+    dir.write("tasks.db", garbage);
+    auto j = open_journal(dir.file("tasks.db"));
+    ASSERT_NE(j, nullptr);
+    EXPECT_TRUE(j->recovered_from_corruption());
+    std::vector<std::string> aside = files_starting_with(dir.path(), "tasks.db.corrupt-");
+    ASSERT_EQ(aside.size(), 1u);
+    EXPECT_EQ(j->moved_aside_to(), aside[0]);
+    EXPECT_TRUE(read_all(aside[0]) == garbage) << "the corrupt file must be kept as it was";
+    EXPECT_EQ(j->count(TaskState::queued), 0);
+    accept_new(*j, task("after"));
+    j.reset();
+    j = open_journal(dir.file("tasks.db"));
+    ASSERT_NE(j, nullptr);
+    EXPECT_FALSE(j->recovered_from_corruption());
+    EXPECT_EQ(j->count(TaskState::queued), 1);
+}
+
+TEST(TaskJournal, DamagedPagesAreDetectedByQuickCheck) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    {
+        auto j = open_journal(path);
+        ASSERT_NE(j, nullptr);
+        std::vector<TaskRecord> many;
+        for (int i = 0; i < 300; ++i) {
+            TaskRecord r = task("t" + std::to_string(i));
+            r.spec_json.resize(300, 'x');
+            many.push_back(std::move(r));
+        }
+        ASSERT_TRUE(j->accept_batch(std::move(many)).ok());
+    }
+    std::string db = read_all(path);
+    ASSERT_GT(db.size(), 3 * 4096u);
+    for (size_t i = 4096; i < db.size(); ++i) db[i] = static_cast<char>((i * 31) & 0xff);
+    dir.write("tasks.db", db);
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_TRUE(j->recovered_from_corruption());
+    EXPECT_EQ(files_starting_with(dir.path(), "tasks.db.corrupt-").size(), 1u);
+    accept_new(*j, task("after"));
+}
+
+TEST(TaskJournal, OtherDatabasesAreLeftAlone) {
+    TempDir dir;
+    // The agent's own outbox is not a journal: refused, untouched, not moved aside.
+    const std::string path = dir.file("outbox.db");
+    {
+        Result<std::unique_ptr<Outbox>> ob = Outbox::open(path, OutboxLimits{});
+        ASSERT_TRUE(ob.ok()) << ob.status().to_string();
+        ASSERT_TRUE(ob.value()->append("ack", "t", "p", 1, 1).ok());
+    }
+    std::string before = read_all(path);
+    Result<std::unique_ptr<TaskJournal>> r = TaskJournal::open(path);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::failed_precondition);
+    EXPECT_NE(r.status().message().find(path), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("not a cpn-agent task journal"), std::string::npos) << r.status().message();
+    EXPECT_TRUE(read_all(path) == before);
+    EXPECT_TRUE(files_starting_with(dir.path(), "outbox.db.corrupt-").empty());
+
+    Result<std::unique_ptr<TaskJournal>> missing = TaskJournal::open(dir.file("no/such/dir/tasks.db"));
+    ASSERT_FALSE(missing.ok());
+    EXPECT_EQ(missing.status().code(), Code::not_found);
+    EXPECT_EQ(TaskJournal::open("").status().code(), Code::invalid_argument);
+}
+
+TEST(TaskJournal, BatchFormsCommitTogetherAndReportPerEntry) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    accept_new(*j, task("old"));
+
+    std::vector<TaskRecord> batch;
+    batch.push_back(task("b1", "echo", 1));
+    batch.push_back(task(""));  // invalid: its own error, the rest still written
+    batch.push_back(task("old"));
+    batch.push_back(task("b2", "bench", 2));
+    batch.push_back(task("b1", "render"));  // twice in one batch: the first wins
+    TaskRecord rej = task("b3");
+    rej.state = TaskState::rejected;
+    rej.reason = "over quota";
+    batch.push_back(rej);
+    auto acc = j->accept_batch(std::move(batch));
+    ASSERT_TRUE(acc.ok()) << acc.status().to_string();
+    ASSERT_EQ(acc->size(), 6u);
+    auto& out = acc.value();
+    ASSERT_TRUE(out[0].ok());
+    EXPECT_TRUE(out[0]->second);
+    EXPECT_EQ(out[1].status().code(), Code::invalid_argument);
+    ASSERT_TRUE(out[2].ok());
+    EXPECT_FALSE(out[2]->second);
+    ASSERT_TRUE(out[3].ok());
+    EXPECT_TRUE(out[3]->second);
+    EXPECT_GT(out[3]->first.seq, out[0]->first.seq);
+    ASSERT_TRUE(out[4].ok());
+    EXPECT_FALSE(out[4]->second);
+    EXPECT_EQ(out[4]->first.kind, "echo");
+    expect_same(out[4]->first, out[0]->first);
+    ASSERT_TRUE(out[5].ok());
+    EXPECT_TRUE(out[5]->second);
+    EXPECT_EQ(out[5]->first.state, TaskState::rejected);
+    EXPECT_EQ(out[5]->first.reason, "over quota");
+    EXPECT_EQ(j->count(TaskState::queued), 3);
+    EXPECT_EQ(j->count(TaskState::rejected), 1);
+    EXPECT_TRUE(j->accept_batch({}).ok());
+
+    // Several steps of one task in one batch, a refused entry that fails alone, an unknown id.
+    std::vector<Transition> changes = {
+        {"b1", TaskState::running, "", "cpu0", ""},
+        {"b1", TaskState::succeeded, "", "", "{\"r\":1}"},
+        {"b1", TaskState::canceled, "too late", "", ""},  // lost the race with SUCCEEDED
+        {"missing", TaskState::running, "", "", ""},
+        {"b2", TaskState::running, "", "gpu0", ""},
+    };
+    auto tr = j->transition_batch(changes);
+    ASSERT_TRUE(tr.ok()) << tr.status().to_string();
+    ASSERT_EQ(tr->size(), 5u);
+    auto& t = tr.value();
+    ASSERT_TRUE(t[0].ok());
+    EXPECT_EQ(t[0]->version, 2);
+    ASSERT_TRUE(t[1].ok());
+    EXPECT_EQ(t[1]->version, 3);
+    EXPECT_EQ(t[1]->device_id, "cpu0");
+    EXPECT_EQ(t[2].status().code(), Code::failed_precondition);
+    EXPECT_NE(t[2].status().message().find("from SUCCEEDED to CANCELED"), std::string::npos) << t[2].status().message();
+    EXPECT_EQ(t[3].status().code(), Code::not_found);
+    ASSERT_TRUE(t[4].ok());
+    EXPECT_EQ(t[4]->state, TaskState::running);
+    EXPECT_EQ(j->count(TaskState::succeeded), 1);
+    EXPECT_EQ(j->count(TaskState::running), 1);
+    EXPECT_EQ(j->count(TaskState::queued), 1);
+
+    // A batch whose every entry is refused changes nothing.
+    auto none = j->transition_batch({{"b1", TaskState::running, "", "", ""}});
+    ASSERT_TRUE(none.ok());
+    EXPECT_FALSE(none.value()[0].ok());
+    EXPECT_EQ(must_get(*j, "b1").version, 3);
+
+    ASSERT_TRUE(j->mark_published_batch({{"b1", 3}, {"b2", 2}, {"old", 1}, {"b3", 1}}).ok());
+    EXPECT_TRUE(j->unpublished(10)->empty());
+    // On an error nothing in the batch is marked.
+    must_transition(*j, "b2", TaskState::succeeded);
+    EXPECT_EQ(j->mark_published_batch({{"b2", 3}, {"b1", 99}}).code(), Code::invalid_argument);
+    EXPECT_EQ(must_get(*j, "b2").published_version, 2);
+
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_EQ(must_get(*j, "b1").state, TaskState::succeeded);
+    EXPECT_EQ(must_get(*j, "b1").result_json, "{\"r\":1}");
+    EXPECT_EQ(must_get(*j, "b2").state, TaskState::succeeded);
+    EXPECT_EQ(j->count(TaskState::succeeded), 2);
+}
+
+TEST(TaskJournal, ConcurrentCallersAreSerialized) {
+    TempDir dir;
+    auto j = open_journal(dir.file("tasks.db"));
+    ASSERT_NE(j, nullptr);
+    constexpr int kThreads = 3, kEach = 20;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < kEach; ++i) {
+                std::string id = "w" + std::to_string(t) + "-" + std::to_string(i);
+                if (!j->accept(task(id)).ok()) ++failures;
+                // Every thread also re-submits another thread's ids: never a second task.
+                (void)j->accept(task("w0-" + std::to_string(i)));
+                if (!j->transition(id, TaskState::running).ok()) ++failures;
+                Result<TaskRecord> r = j->transition(id, TaskState::succeeded);
+                if (!r.ok() || r->version != 3) ++failures;
+            }
+        });
+    }
+    for (std::thread& th : threads) th.join();
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(j->count(TaskState::succeeded) + j->count(TaskState::queued) + j->count(TaskState::running),
+              kThreads * kEach);
+    EXPECT_EQ(j->count(TaskState::succeeded), kThreads * kEach);
+}
+
+TEST(TaskJournal, AcknowledgedAcceptsAndStartsSurviveKill9) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    // The child reports 2i once task i is accepted and 2i+1 once it is RUNNING (every 2nd task).
+    Reporter child = Reporter::start([&](int fd) {
+        Result<std::unique_ptr<TaskJournal>> r = TaskJournal::open(path);
+        if (!r.ok()) return 2;
+        TaskJournal& j = *r.value();
+        for (int64_t i = 0;; ++i) {
+            TaskRecord t = task("k" + std::to_string(i), i % 4 == 0 ? "echo" : "render");
+            Result<std::pair<TaskRecord, bool>> a = j.accept(t);
+            if (!a.ok() || !a->second) return 3;
+            if (!report(fd, 2 * i)) return 4;
+            if (i % 2 == 0) {
+                if (!j.transition(t.id, TaskState::running).ok()) return 5;
+                if (!report(fd, 2 * i + 1)) return 4;
+            }
+        }
+    });
+    ASSERT_GT(child.pid, 0);
+    std::set<int64_t> accepted, started;
+    int64_t v = -1;
+    for (int n = 0; n < 150; ++n) {
+        ASSERT_TRUE(child.read(v)) << "child stopped early";
+        (v % 2 == 0 ? accepted : started).insert(v / 2);
+    }
+    int st = child.kill();  // mid-stream: wherever it is, maybe inside a commit
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    while (child.read(v, 1000)) (v % 2 == 0 ? accepted : started).insert(v / 2);
+    ASSERT_TRUE(child.eof);
+    ASSERT_FALSE(accepted.empty());
+    const int64_t last = *accepted.rbegin();
+
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_FALSE(j->recovered_from_corruption());
+    // Every acknowledged accept and start is there; at most the one being written beyond.
+    for (int64_t i : accepted) {
+        Result<std::optional<TaskRecord>> r = j->get("k" + std::to_string(i));
+        ASSERT_TRUE(r.ok() && r.value().has_value()) << "acknowledged task k" << i << " was lost";
+        if (started.count(i)) {
+            EXPECT_EQ(r.value()->state, TaskState::running) << "k" << i;
+            EXPECT_EQ(r.value()->version, 2);
+        }
+    }
+    const int64_t total = j->count(TaskState::queued) + j->count(TaskState::running);
+    EXPECT_GE(total, last + 1);
+    EXPECT_LE(total, last + 2);
+    EXPECT_FALSE(j->get("k" + std::to_string(last + 2)).value().has_value());
+
+    // Restart recovery: echo re-queued, the rest failed; every change still to publish.
+    Result<std::vector<TaskRecord>> changed = j->recover([](const std::string& kind) { return kind == "echo"; });
+    ASSERT_TRUE(changed.ok()) << changed.status().to_string();
+    EXPECT_GE(changed->size(), started.size());
+    for (const TaskRecord& r : changed.value()) {
+        EXPECT_EQ(r.state, r.kind == "echo" ? TaskState::queued : TaskState::failed) << r.id;
+        EXPECT_EQ(r.version, 3);
+    }
+    EXPECT_EQ(j->count(TaskState::running), 0);
+    Result<std::vector<TaskRecord>> unpub = j->unpublished(1000000);
+    ASSERT_TRUE(unpub.ok());
+    EXPECT_EQ(static_cast<int64_t>(unpub->size()), total);
+    // And a re-sent submit of an acknowledged task never creates a second one.
+    Result<std::pair<TaskRecord, bool>> again = j->accept(task("k0", "echo"));
+    ASSERT_TRUE(again.ok());
+    EXPECT_FALSE(again->second);
+}
+
+}  // namespace
+}  // namespace cpn::tasks

@@ -99,6 +99,12 @@ private:
     void refresh_capacity();
     nlohmann::json capacity_message() const;
     nlohmann::json available_capacity(const nlohmann::json& telemetry) const;
+    /* The capacity record of capacity_report_ under norm_, computed once per change of either
+     * (telemetry reads it every interval); capacity_report_ must be set. */
+    const nlohmann::json& capacity_record() const {
+        if (!record_cache_) record_cache_ = bench::capacity_record(*capacity_report_, norm_);
+        return *record_cache_;
+    }
     void publish_capacity();
     void start_bench(const std::string& mode, const std::vector<std::string>& devices, std::optional<mqtt::Ack> ack);
     void finish_bench(bool ok, const std::string& detail);
@@ -134,6 +140,7 @@ private:
     // (vendor runtimes never run inside the daemon) when it is missing, stale, or asked for.
     bench::Normalization norm_;
     std::optional<bench::BenchReport> capacity_report_;
+    mutable std::optional<nlohmann::json> record_cache_;  // see capacity_record()
     std::string capacity_reason_ = "no benchmark has run on this node yet";
     bool capacity_checked_ = false;
     bool bench_running_ = false;
@@ -411,7 +418,7 @@ nlohmann::json Daemon::available_capacity(const nlohmann::json& telemetry) const
     // Each device's L2 score scaled by the share of it that is free now: the brain routes by
     // this. The CPU's share is the node's CPU utilisation; a device whose utilisation the
     // platform does not expose is counted whole and says so.
-    const nlohmann::json rec = bench::capacity_record(*capacity_report_, norm_);
+    const nlohmann::json& rec = capacity_record();
     nlohmann::json devices = nlohmann::json::object();
     double total = 0;
     for (const auto& d : rec["devices"]) {
@@ -568,6 +575,7 @@ void Daemon::handle_command(const std::string& payload) {
                 break;
             }
             norm_ = next;
+            record_cache_.reset();
             publish_capacity();
             ack.message = "normalisation replaced and stored; capacity re-published with the new L1/L2 scores";
             break;
@@ -585,6 +593,7 @@ void Daemon::handle_command(const std::string& payload) {
 
 Status Daemon::load_normalization() {
     norm_ = bench::normalization_from_config(cfg_);
+    record_cache_.reset();
     const std::string path = cfg_.state_dir + "/normalization.json";
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) return Status::Ok();
@@ -595,6 +604,7 @@ Status Daemon::load_normalization() {
     Result<bench::Normalization> n = bench::normalization_from_json(j, norm_);
     if (!n.ok()) return Status(Code::invalid_argument, path + ": " + n.status().message());
     norm_ = n.value();
+    record_cache_.reset();
     norm_.source = "brain (command set_normalization, stored in " + path + ")";
     return Status::Ok();
 }
@@ -603,6 +613,7 @@ void Daemon::refresh_capacity() {
     const std::string path = bench::capacity_cache_path(cfg_.state_dir);
     Result<bench::CachedCapacity> c = bench::load_capacity(path);
     capacity_report_.reset();
+    record_cache_.reset();
     if (!c.ok()) {
         capacity_reason_ = c.status().code() == Code::not_found ? "no benchmark has run on this node yet"
                                                                  : c.status().message();
@@ -614,6 +625,7 @@ void Daemon::refresh_capacity() {
         return;
     }
     capacity_report_ = std::move(c.value().report);
+    record_cache_.reset();
     capacity_reason_.clear();
 }
 
@@ -623,7 +635,7 @@ nlohmann::json Daemon::capacity_message() const {
         j["reason"] = capacity_reason_ + (bench_running_ ? " (a benchmark is running)" : "");
         return j;
     }
-    return mqtt::capacity_measured(cfg_.node.id, bdseq_, bench::capacity_record(*capacity_report_, norm_));
+    return mqtt::capacity_measured(cfg_.node.id, bdseq_, capacity_record());
 }
 
 void Daemon::publish_capacity() {
@@ -708,10 +720,11 @@ void Daemon::finish_bench(bool ok, const std::string& detail) {
             Status st = bench::save_capacity(bench::capacity_cache_path(cfg_.state_dir), inv_, report);
             if (!st.ok()) spdlog::error("capacity: {}", st.message());
             capacity_report_ = report;
+            record_cache_.reset();
             capacity_reason_.clear();
             message = "benchmark finished in " + std::to_string(static_cast<int>(report.seconds * 1000)) +
                       " ms; capacity re-published";
-            const nlohmann::json cap = bench::capacity_record(report, norm_);
+            const nlohmann::json& cap = capacity_record();
             data = {{"mode", report.mode}, {"seconds", report.seconds}, {"l2", cap["l2"]["node"]}};
         } catch (const std::exception& e) {
             code = "internal";
@@ -773,6 +786,7 @@ void Daemon::reload() {
             bench::Normalization next = bench::normalization_from_config(cfg_);
             if (bench::to_json(next) != bench::to_json(norm_)) {
                 norm_ = next;
+                record_cache_.reset();
                 spdlog::info("reload: capacity normalisation from {}", opt_.config_path);
                 publish_capacity();
             }

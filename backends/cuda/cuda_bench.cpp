@@ -264,24 +264,6 @@ bool parse_params(const char* kind, const char* json, BenchParams* p, std::strin
 
 /* ---- device and errors ------------------------------------------------------------------ */
 
-class ScopedContext {
-public:
-    ScopedContext(const DriverApi* api, CUcontext ctx) : api_(api), result_(api->ctx_push_current(ctx)) {}
-    ~ScopedContext() {
-        if (result_ == CUDA_SUCCESS) {
-            CUcontext popped = nullptr;
-            api_->ctx_pop_current(&popped);
-        }
-    }
-    ScopedContext(const ScopedContext&) = delete;
-    ScopedContext& operator=(const ScopedContext&) = delete;
-    CUresult result() const { return result_; }
-
-private:
-    const DriverApi* api_;
-    CUresult result_;
-};
-
 cpn_status status_for(CUresult r) {
     if (is_sticky(r)) return CPN_E_DEVICE_LOST;
     if (r == CUDA_ERROR_OUT_OF_MEMORY) return CPN_E_OUT_OF_MEMORY;

@@ -36,27 +36,6 @@ constexpr const char* kKernelName = "cpn_selftest_saxpy";
 constexpr unsigned kBlockSize = 256;
 constexpr unsigned long long kMaxBlocks = 65535;
 
-/* Makes a context current on the calling thread for the scope and restores the previous one
- * after, so the plugin leaves the host thread's CUDA state as it found it. */
-class ScopedContext {
-public:
-    ScopedContext(const DriverApi* api, CUcontext ctx)
-        : api_(api), result_(api->ctx_push_current(ctx)) {}
-    ~ScopedContext() {
-        if (result_ == CUDA_SUCCESS) {
-            CUcontext popped = nullptr;
-            api_->ctx_pop_current(&popped);
-        }
-    }
-    ScopedContext(const ScopedContext&) = delete;
-    ScopedContext& operator=(const ScopedContext&) = delete;
-    CUresult result() const { return result_; }
-
-private:
-    const DriverApi* api_;
-    CUresult result_;
-};
-
 /* Device memory freed on scope exit (declared after the ScopedContext, so freed first). */
 struct DeviceBuffer {
     const DriverApi* api;

@@ -67,6 +67,20 @@ inline void attr_bool(cpn_device_desc* d, const char* key, bool v) {
 }
 
 /* Normalises a PCI address to "dddd:bb:dd.f" lower-case; returns "" when it is not one. */
+/* The checks every device_telemetry extra starts with: arguments present, a struct at least as
+ * large as this ABI's, then every reading cleared (absent until set). */
+inline cpn_status begin_telemetry(const char* pci_address, cpn_device_telemetry* out, cpn_msg* err) {
+    if (pci_address == nullptr || out == nullptr)
+        return fail(err, CPN_E_INVALID_ARGUMENT, "device_telemetry: pci_address or out is NULL");
+    if (out->struct_size < sizeof(cpn_device_telemetry))
+        return fail(err, CPN_E_INVALID_ARGUMENT, "device_telemetry: out->struct_size is %u, expected at least %zu",
+                    out->struct_size, sizeof(cpn_device_telemetry));
+    const uint32_t size = out->struct_size;
+    std::memset(out, 0, sizeof *out);
+    out->struct_size = size;
+    return CPN_OK;
+}
+
 inline std::string normalise_pci(const std::string& in) {
     unsigned dom = 0, bus = 0, dev = 0, fn = 0;
     char tail = 0;

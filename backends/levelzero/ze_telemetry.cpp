@@ -552,17 +552,7 @@ cpn_status read_figures(const std::string& pci, SysmanDevice& d, cpn_device_tele
 }
 
 cpn_status sample(const char* pci_address, cpn_device_telemetry* out, cpn_msg* err) {
-    if (pci_address == nullptr || out == nullptr) {
-        return fail(err, CPN_E_INVALID_ARGUMENT, "device_telemetry: pci_address or out is NULL");
-    }
-    if (out->struct_size < sizeof(cpn_device_telemetry)) {
-        return fail(err, CPN_E_INVALID_ARGUMENT,
-                    "device_telemetry: out->struct_size is %u, expected at least %zu",
-                    out->struct_size, sizeof(cpn_device_telemetry));
-    }
-    const uint32_t size = out->struct_size;
-    std::memset(out, 0, sizeof *out);
-    out->struct_size = size;
+    if (cpn_status st = plugin::begin_telemetry(pci_address, out, err); st != CPN_OK) return st;
 
     const std::string pci = plugin::normalise_pci(pci_address);
     if (pci.empty()) {

@@ -746,6 +746,23 @@ def test_cmd_rebenchmark(broker, brain, agent, node_id):
     assert_alive(agent)
 
 
+def test_stored_capacity_files_garbage_is_reported(broker, brain, agent, node_id):
+    # A torn capacity cache and a hand-broken stored normalisation: each is named in the log,
+    # the configured normalisation is used, the capacity says why it is not measured, and the
+    # agent serves on.
+    agent.state_dir.mkdir(parents=True, exist_ok=True)
+    (agent.state_dir / "capacity.json").write_text('{"fingerprint": "0123", "rep')
+    (agent.state_dir / "normalization.json").write_text("{ not json")
+    birth = start_and_wait_birth(agent, brain)
+    cap = brain.wait_for("capacity", since=birth.index, timeout=10)
+    assert cap.doc["status"] == "not_measured", cap.doc
+    assert "capacity.json: not valid JSON" in cap.doc["reason"], cap.doc
+    wait_telemetry(brain, birth.index, 1, timeout=5)
+    log = agent.stderr()
+    assert "normalization.json: not valid JSON; using the configured normalisation" in log, log[-3000:]
+    assert_alive(agent)
+
+
 def test_cmd_errors(broker, brain, agent, node_id):
     birth = start_and_wait_birth(agent, brain)
     k = birth.doc["bdseq"]

@@ -170,28 +170,6 @@ std::string fmt_double(double v) {
     return buf;
 }
 
-/* Owns one OpenCL object and releases it on scope exit. */
-template <typename T, cl_int(CL_API_CALL* Release)(T)>
-class ClRef {
-public:
-    ClRef() = default;
-    ClRef(const ClRef&) = delete;
-    ClRef& operator=(const ClRef&) = delete;
-    ~ClRef() { reset(); }
-    void reset(T h = nullptr) {
-        if (h_ != nullptr) Release(h_);
-        h_ = h;
-    }
-    T get() const { return h_; }
-    T* out() {
-        reset();
-        return &h_;
-    }
-
-private:
-    T h_ = nullptr;
-};
-using EventRef = ClRef<cl_event, clReleaseEvent>;
 
 /* ---- kinds ------------------------------------------------------------------------------- */
 

@@ -48,35 +48,6 @@ __kernel void cpn_saxpy(const float a, __global const float* restrict x,
 }
 )CLC";
 
-/* Owns one OpenCL object and releases it on scope exit, so every early return cleans up. */
-template <typename T, cl_int(CL_API_CALL* Release)(T)>
-class ClRef {
-public:
-    ClRef() = default;
-    explicit ClRef(T h) : h_(h) {}
-    ClRef(const ClRef&) = delete;
-    ClRef& operator=(const ClRef&) = delete;
-    ~ClRef() { reset(); }
-    void reset(T h = nullptr) {
-        if (h_ != nullptr) Release(h_);
-        h_ = h;
-    }
-    T get() const { return h_; }
-    T* out() {
-        reset();
-        return &h_;
-    }
-    T release() {
-        T h = h_;
-        h_ = nullptr;
-        return h;
-    }
-
-private:
-    T h_ = nullptr;
-};
-using MemRef = ClRef<cl_mem, clReleaseMemObject>;
-using EventRef = ClRef<cl_event, clReleaseEvent>;
 
 /* One opened device: its context, queue and the programs built for it so far. */
 struct Device {

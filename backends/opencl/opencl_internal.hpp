@@ -76,4 +76,34 @@ cpn_status run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* co
                cpn_msg* err);
 void release(cpn_prepared* prepared);
 
+/* Owns one OpenCL object and releases it on scope exit, so every early return cleans up. */
+template <typename T, cl_int(CL_API_CALL* Release)(T)>
+class ClRef {
+public:
+    ClRef() = default;
+    explicit ClRef(T h) : h_(h) {}
+    ClRef(const ClRef&) = delete;
+    ClRef& operator=(const ClRef&) = delete;
+    ~ClRef() { reset(); }
+    void reset(T h = nullptr) {
+        if (h_ != nullptr) Release(h_);
+        h_ = h;
+    }
+    T get() const { return h_; }
+    T* out() {
+        reset();
+        return &h_;
+    }
+    T release() {
+        T h = h_;
+        h_ = nullptr;
+        return h;
+    }
+
+private:
+    T h_ = nullptr;
+};
+using MemRef = ClRef<cl_mem, clReleaseMemObject>;
+using EventRef = ClRef<cl_event, clReleaseEvent>;
+
 }  // namespace cpn::opencl

@@ -6,6 +6,8 @@
 // a second on two cores.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
+
+#include "test_support.hpp"
 #include <sched.h>
 #include <time.h>
 
@@ -30,35 +32,9 @@ namespace {
 
 constexpr const char* kPluginPath = CPN_PLUGIN_DIR "/libcpn-backend-cpu.so";
 
-void noop_log(int, const char*, const char*) {}
 
-struct Plugin {
-    void* handle = nullptr;
-    const cpn_backend* table = nullptr;
-    std::string error;
-};
-
-const Plugin& plugin() {
-    static const Plugin p = [] {
-        Plugin out;
-        out.handle = dlopen(kPluginPath, RTLD_NOW | RTLD_LOCAL);
-        if (out.handle == nullptr) {
-            out.error = std::string("dlopen failed: ") + dlerror();
-            return out;
-        }
-        auto abi = reinterpret_cast<cpn_backend_abi_version_fn>(
-            dlsym(out.handle, CPN_BACKEND_ABI_VERSION_SYMBOL));
-        auto entry =
-            reinterpret_cast<cpn_backend_entry_fn>(dlsym(out.handle, CPN_BACKEND_ENTRY_SYMBOL));
-        if (abi == nullptr || entry == nullptr || abi() != CPN_BACKEND_ABI_VERSION) {
-            out.error = "plugin lacks the entry symbols or has another ABI version";
-            return out;
-        }
-        static const cpn_host host{CPN_BACKEND_ABI_VERSION, sizeof(cpn_host), noop_log};
-        out.table = entry(&host);
-        if (out.table == nullptr) out.error = "cpn_backend_entry returned NULL";
-        return out;
-    }();
+const cpn::test::LoadedPlugin& plugin() {
+    static const cpn::test::LoadedPlugin p = cpn::test::load_plugin(kPluginPath);
     return p;
 }
 

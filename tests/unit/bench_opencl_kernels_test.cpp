@@ -9,6 +9,8 @@
 // kernel once (the plugin caches programs per device), and sizes are kept small.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
+
+#include "test_support.hpp"
 #include <time.h>
 
 #include <cstring>
@@ -28,7 +30,6 @@ namespace {
 
 constexpr const char* kPluginPath = CPN_PLUGIN_DIR "/libcpn-backend-opencl.so";
 
-void noop_log(int, const char*, const char*) {}
 
 uint64_t monotonic_ns() {
     timespec ts{};
@@ -54,21 +55,11 @@ Shared& shared() {
             out.error = std::string("OpenCL plugin not built: ") + kPluginPath;
             return out;
         }
-        out.handle = dlopen(kPluginPath, RTLD_NOW | RTLD_LOCAL);
-        if (out.handle == nullptr) {
-            out.error = std::string("dlopen failed: ") + dlerror();
-            return out;
-        }
-        auto entry =
-            reinterpret_cast<cpn_backend_entry_fn>(dlsym(out.handle, CPN_BACKEND_ENTRY_SYMBOL));
-        if (entry == nullptr) {
-            out.error = "plugin lacks cpn_backend_entry";
-            return out;
-        }
-        static const cpn_host host{CPN_BACKEND_ABI_VERSION, sizeof(cpn_host), noop_log};
-        out.be = entry(&host);
+        const cpn::test::LoadedPlugin lp = cpn::test::load_plugin(kPluginPath);
+        out.handle = lp.handle;
+        out.be = lp.table;
         if (out.be == nullptr) {
-            out.error = "cpn_backend_entry returned NULL";
+            out.error = lp.error;
             return out;
         }
         uint32_t n = 0;

@@ -1,6 +1,7 @@
 // test_support.hpp: small helpers shared by the unit tests.
 #pragma once
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "cpn_backend.h"
 
 namespace cpn::test {
 
@@ -42,6 +45,36 @@ inline bool copy_plugin(const std::string& from_dir, const std::string& name, co
                                to_dir + "/libcpn-backend-" + name + ".so",
                                std::filesystem::copy_options::overwrite_existing, ec);
     return !ec;
+}
+
+/* A backend plugin loaded directly (no agent code): dlopen, the ABI check, the entry table.
+ * Loaded once per path and never unloaded (vendor runtimes keep threads of their own). */
+struct LoadedPlugin {
+    void* handle = nullptr;
+    const cpn_backend* table = nullptr;
+    std::string error;  // why it could not be used; "" when table is set
+};
+
+inline void quiet_plugin_log(int, const char*, const char*) {}
+
+inline LoadedPlugin load_plugin(const std::string& path) {
+    LoadedPlugin out;
+    out.handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (out.handle == nullptr) {
+        const char* e = ::dlerror();
+        out.error = std::string("dlopen failed: ") + (e != nullptr ? e : "unknown error");
+        return out;
+    }
+    auto abi = reinterpret_cast<cpn_backend_abi_version_fn>(::dlsym(out.handle, CPN_BACKEND_ABI_VERSION_SYMBOL));
+    auto entry = reinterpret_cast<cpn_backend_entry_fn>(::dlsym(out.handle, CPN_BACKEND_ENTRY_SYMBOL));
+    if (abi == nullptr || entry == nullptr || abi() != CPN_BACKEND_ABI_VERSION) {
+        out.error = "plugin lacks the entry symbols or has another ABI version";
+        return out;
+    }
+    static const cpn_host host{CPN_BACKEND_ABI_VERSION, sizeof(cpn_host), quiet_plugin_log};
+    out.table = entry(&host);
+    if (out.table == nullptr) out.error = "cpn_backend_entry returned NULL";
+    return out;
 }
 
 struct CommandResult {

@@ -10,7 +10,7 @@ packages=(
   # core libraries
   libhwloc-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev pci.ids
   # MQTT, the store, and the broker the main job and the tests run against
-  libpaho-mqttpp-dev libpaho-mqtt-dev libsqlite3-dev mosquitto mosquitto-clients openssl
+  libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev libsqlite3-dev mosquitto mosquitto-clients openssl
   # backends: OpenCL (PoCL gives a real CPU device), oneAPI Level Zero loader, Xilinx XRT
   ocl-icd-opencl-dev opencl-headers opencl-c-headers pocl-opencl-icd libze-dev libze1 libxrt-dev
   # tests and benchmarks

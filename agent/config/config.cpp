@@ -208,6 +208,21 @@ std::string check_protocol(const std::string& s) {
     if (s != "5" && s != "3.1.1") return "'" + s + "' is not an MQTT version (expected 5 or 3.1.1)";
     return {};
 }
+std::string check_queue_name(const std::string& s) {
+    static const std::regex re("[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
+    if (!std::regex_match(s, re))
+        return "'" + s + "' is not a queue name (1-64 letters, digits, '.', '_', '-'; it becomes part of MQTT topics)";
+    return {};
+}
+std::string check_journal_sync(const std::string& s) {
+    if (s != "full" && s != "normal") return "'" + s + "' is not a journal sync mode (expected full or normal)";
+    return {};
+}
+std::string check_reply_prefix(const std::string& s) {
+    if (s.empty() || s.back() != '/' || s.find_first_of("+#") != std::string::npos || s[0] == '/' || s[0] == '$')
+        return "'" + s + "' is not a topic prefix (non-empty, ends with '/', no '+', '#', leading '/' or '$')";
+    return {};
+}
 std::string check_capacity_mode(const std::string& s) {
     if (s != "quick" && s != "full" && s != "off")
         return "'" + s + "' is not a benchmark mode (expected quick, full or off)";
@@ -322,6 +337,45 @@ const std::vector<KeyDef>& key_defs() {
           "Roofline task classes, name:precision:operations-per-byte"},
          list_key([](Config& c) -> std::vector<std::string>& { return c.capacity.task_classes; },
                   check_task_class, false)},
+        {{"tasks.queues", "string-list", "[]", "Shared task queues this node consumes besides its own topic"},
+         list_key([](Config& c) -> std::vector<std::string>& { return c.tasks.queues; }, check_queue_name, true)},
+        {{"tasks.share_group", "string", "\"cpn-agents\"", "MQTT shared-subscription group of the queues"},
+         string_key([](Config& c) -> std::string& { return c.tasks.share_group; }, check_queue_name)},
+        {{"tasks.max_queued", "int", "10000", "Waiting tasks at most; more are REJECTED (queue_full)"},
+         int_key([](Config& c) -> int& { return c.tasks.max_queued; }, 1, 10000000)},
+        {{"tasks.max_submit_bytes", "int", "4194304", "Largest submit payload, bytes"},
+         int64_key([](Config& c) -> int64_t& { return c.tasks.max_submit_bytes; }, 1024, 256ll << 20)},
+        {{"tasks.max_inline_input_bytes", "int", "1048576", "Largest inline input once decoded, bytes"},
+         int64_key([](Config& c) -> int64_t& { return c.tasks.max_inline_input_bytes; }, 0, 192ll << 20)},
+        {{"tasks.max_file_input_bytes", "int", "1073741824", "Largest input file by reference, bytes"},
+         int64_key([](Config& c) -> int64_t& { return c.tasks.max_file_input_bytes; }, 0, 1ll << 40)},
+        {{"tasks.allowed_input_dirs", "string-list", "[]",
+          "Directories input files may be read from (absolute; empty: inline input only)"},
+         list_key([](Config& c) -> std::vector<std::string>& { return c.tasks.allowed_input_dirs; }, check_abs_path,
+                  true)},
+        {{"tasks.max_timeout_s", "int", "86400", "Largest timeout_s a task may ask for"},
+         int_key([](Config& c) -> int& { return c.tasks.max_timeout_s; }, 1, 30 * 86400)},
+        {{"tasks.inline_result_bytes", "int", "65536",
+          "Larger task outputs go to state_dir/results/ (path and sha256 in the result)"},
+         int64_key([](Config& c) -> int64_t& { return c.tasks.inline_result_bytes; }, 0, 64ll << 20)},
+        {{"tasks.slots.cpu", "int", "4", "Tasks a CPU device runs at once"},
+         int_key([](Config& c) -> int& { return c.tasks.slots_cpu; }, 0, 1024)},
+        {{"tasks.slots.gpu", "int", "4", "Tasks a GPU runs at once (memory is accounted too)"},
+         int_key([](Config& c) -> int& { return c.tasks.slots_gpu; }, 0, 1024)},
+        {{"tasks.slots.fpga", "int", "1", "Tasks an FPGA runs at once"},
+         int_key([](Config& c) -> int& { return c.tasks.slots_fpga; }, 0, 1024)},
+        {{"tasks.slots.npu", "int", "2", "Tasks an NPU runs at once"},
+         int_key([](Config& c) -> int& { return c.tasks.slots_npu; }, 0, 1024)},
+        {{"tasks.slots.other", "int", "1", "Tasks any other device runs at once"},
+         int_key([](Config& c) -> int& { return c.tasks.slots_other; }, 0, 1024)},
+        {{"tasks.retention_s", "int", "604800",
+          "How long an ended task (and its id as idempotency key) is kept after its last state was delivered"},
+         int64_key([](Config& c) -> int64_t& { return c.tasks.retention_s; }, 60, 10ll * 365 * 86400)},
+        {{"tasks.journal_sync", "enum", "full",
+          "full: fsync every journal commit (survives power loss); normal: survives a crash or kill -9 only"},
+         string_key([](Config& c) -> std::string& { return c.tasks.journal_sync; }, check_journal_sync)},
+        {{"tasks.reply_prefix", "string", "\"cpn/v1/replies/\"", "Reply topics of submitters must lie under this prefix"},
+         string_key([](Config& c) -> std::string& { return c.tasks.reply_prefix; }, check_reply_prefix)},
         {{"state_dir", "string", "\"/var/lib/cpn-agent\"",
           "State directory: journal, capacity cache, session counter"},
          string_key([](Config& c) -> std::string& { return c.state_dir; }, check_abs_path)},

@@ -58,6 +58,21 @@ struct Config {
                                               "cnn-inference-fp16:fp16:40", "transformer-decode:bf16:1",
                                               "stencil:fp32:0.5", "rendering:fp32:4"};
     } capacity;
+    struct Tasks {
+        std::vector<std::string> queues;             // shared queues this node also consumes
+        std::string share_group = "cpn-agents";      // the MQTT 5 shared-subscription group
+        int max_queued = 10000;                      // more waiting tasks: REJECTED queue_full
+        int64_t max_submit_bytes = 4ll << 20;
+        int64_t max_inline_input_bytes = 1ll << 20;
+        int64_t max_file_input_bytes = 1ll << 30;
+        std::vector<std::string> allowed_input_dirs;  // empty: no input by path
+        int max_timeout_s = 86400;
+        int64_t inline_result_bytes = 64 * 1024;     // larger outputs go to state_dir/results/
+        int slots_cpu = 4, slots_gpu = 4, slots_fpga = 1, slots_npu = 2, slots_other = 1;
+        int64_t retention_s = 7 * 24 * 3600;
+        std::string journal_sync = "full";           // "full" (fsync per commit) or "normal"
+        std::string reply_prefix = "cpn/v1/replies/";
+    } tasks;
     std::string state_dir = "/var/lib/cpn-agent";
     struct Log {
         std::string level = "info";

@@ -30,9 +30,11 @@
 #include "inventory/discovery.hpp"
 #include "mqtt/messages.hpp"
 #include "mqtt/mqtt_session.hpp"
+#include "plugin/isolated_probe.hpp"
 #include "plugin/plugin_library.hpp"
 #include "store/outbox.hpp"
 #include "store/session_counter.hpp"
+#include "tasks/task_service.hpp"
 #include "telemetry_sampler.hpp"
 
 namespace cpn {
@@ -41,10 +43,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Event {
-    enum Type { lost, message, delivered, terminate, reload, connect_done, bench_done } type;
+    enum Type { lost, message, delivered, terminate, reload, connect_done, bench_done, task_wake, bench_request } type;
     std::string a, b;  // lost: cause; message: topic, payload
     int64_t tag = 0;
     bool ok = false;
+    std::string response_topic{}, correlation{};  // message: MQTT 5 request/response properties
 };
 
 /* Where a configuration error leaves the daemon: these sections make it useless (it cannot say
@@ -108,6 +111,10 @@ private:
     void publish_capacity();
     void start_bench(const std::string& mode, const std::vector<std::string>& devices, std::optional<mqtt::Ack> ack);
     void finish_bench(bool ok, const std::string& detail);
+    // tasks
+    void open_tasks();
+    tasks::Workload bench_workload();
+    void take_bench_requests();
     Status load_normalization();
     // events
     void push(Event e);
@@ -148,6 +155,22 @@ private:
     std::vector<mqtt::Ack> bench_waiters_;   // rebenchmark commands acknowledged when it ends
     std::thread bench_thread_;
     std::atomic<bool> bench_abort_{false};  // set at shutdown: the child is killed
+
+    // The remote-task path (opened once discovery has found the devices).
+    std::unique_ptr<tasks::TaskService> tasks_;
+    struct BenchOutcome {
+        bool ok = false;
+        std::string message;
+        nlohmann::json data;
+    };
+    struct BenchRequest {
+        std::string mode;
+        std::vector<std::string> devices;
+        std::shared_ptr<std::promise<BenchOutcome>> done;
+    };
+    std::mutex bench_req_mu_;
+    std::vector<BenchRequest> bench_requests_;                          // from bench task threads
+    std::vector<std::shared_ptr<std::promise<BenchOutcome>>> bench_promises_;  // fulfilled by finish_bench
 
     std::mutex mu_;
     std::condition_variable cv_;
@@ -402,6 +425,11 @@ bool Daemon::on_connected() {
         publish_retained_state();
         Status s = session_->subscribe(topics_->cmd, 1, 5000);
         if (!s.ok()) throw std::runtime_error(s.message());
+        if (tasks_)
+            for (const std::string& t : tasks_->subscriptions(cfg_.tasks.queues, cfg_.tasks.share_group)) {
+                s = session_->subscribe(t, 1, 5000);
+                if (!s.ok()) throw std::runtime_error(s.message());
+            }
     } catch (const std::exception& e) {
         spdlog::warn("mqtt: birth failed: {}", e.what());
         return false;
@@ -409,6 +437,7 @@ bool Daemon::on_connected() {
     highest_sent_ = 0;
     in_flight_.clear();
     online_bdseq_ = bdseq_;
+    if (tasks_) tasks_->on_online();
     spdlog::info("mqtt: online at {} as {} (bdseq {}), {} message(s) to replay", session_->server_uri(),
                  cfg_.node.id, bdseq_, outbox_ ? outbox_->count() : 0);
     return true;
@@ -648,6 +677,7 @@ void Daemon::publish_capacity() {
 void Daemon::after_discovery() {
     if (capacity_checked_) return;
     capacity_checked_ = true;
+    open_tasks();
     if (Status s = load_normalization(); !s.ok())
         spdlog::error("capacity: {}; using the configured normalisation", s.message());
     refresh_capacity();
@@ -744,6 +774,8 @@ void Daemon::finish_bench(bool ok, const std::string& detail) {
         send_ack(a);
     }
     bench_waiters_.clear();
+    for (auto& p : bench_promises_) p->set_value(BenchOutcome{code == "ok", message, data});
+    bench_promises_.clear();
 }
 
 void Daemon::reload() {
@@ -800,6 +832,9 @@ void Daemon::reload() {
 
 void Daemon::shutdown() {
     stopping_ = true;
+    // Running tasks are asked to stop and stay RUNNING in the journal: the next start re-runs
+    // them (idempotent kinds) or fails them "agent restarted".
+    if (tasks_) tasks_->shutdown(700);
     if (bench_thread_.joinable()) {
         // A running benchmark child is killed (it holds nothing worth keeping: its result is
         // only taken when complete), so the stop stays within its 2 s.
@@ -824,6 +859,130 @@ void Daemon::shutdown() {
         session_->disconnect(500);
     }
     spdlog::info("stopped");
+}
+
+tasks::Workload Daemon::bench_workload() {
+    tasks::Workload w;
+    w.info = {"bench", true, "re-measures this node's capacity (all devices or params.devices)"};
+    w.validate = [](const nlohmann::json& p) -> std::string {
+        for (const auto& [k, v] : p.items()) {
+            if (k == "mode") {
+                if (!v.is_string() || (v != "quick" && v != "full")) return "params.mode must be \"quick\" or \"full\"";
+            } else if (k == "devices") {
+                if (!v.is_array() || v.size() > 64) return "params.devices must be a list of at most 64 device ids";
+                for (const auto& d : v)
+                    if (!d.is_string() || d.get_ref<const std::string&>().empty() || d.get_ref<const std::string&>().size() > 128)
+                        return "params.devices must hold device ids (strings of 1 to 128 characters)";
+            } else {
+                return "unknown bench parameter '" + k.substr(0, 64) + "' (known: mode, devices)";
+            }
+        }
+        return {};
+    };
+    w.run = [this](tasks::WorkContext& ctx) {
+        tasks::WorkResult r;
+        BenchRequest req;
+        req.mode = ctx.spec.params.value("mode", cfg_.capacity.mode == "full" ? std::string("full") : std::string("quick"));
+        if (ctx.spec.params.contains("devices"))
+            for (const auto& d : ctx.spec.params["devices"]) req.devices.push_back(d.get<std::string>());
+        req.done = std::make_shared<std::promise<BenchOutcome>>();
+        std::future<BenchOutcome> f = req.done->get_future();
+        {
+            std::lock_guard<std::mutex> g(bench_req_mu_);
+            bench_requests_.push_back(std::move(req));
+        }
+        push(Event{Event::bench_request, {}, {}, 0, false});
+        ctx.progress(0.0, "benchmark running");
+        while (f.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready)
+            if (ctx.cancel.stop_requested()) {
+                r.outcome = tasks::WorkResult::Outcome::stopped;
+                return r;
+            }
+        BenchOutcome o = f.get();
+        if (!o.ok) {
+            r.outcome = tasks::WorkResult::Outcome::failed;
+            r.reason = o.message;
+            return r;
+        }
+        r.data = o.data;
+        return r;
+    };
+    return w;
+}
+
+void Daemon::take_bench_requests() {
+    std::vector<BenchRequest> reqs;
+    {
+        std::lock_guard<std::mutex> g(bench_req_mu_);
+        reqs.swap(bench_requests_);
+    }
+    for (BenchRequest& r : reqs) {
+        // A run already going (a rebenchmark command, or another bench task) serves this one too.
+        bench_promises_.push_back(r.done);
+        start_bench(r.mode, r.devices, std::nullopt);
+    }
+}
+
+void Daemon::open_tasks() {
+    tasks::TaskServiceConfig tc;
+    tc.node_id = cfg_.node.id;
+    tc.state_dir = cfg_.state_dir;
+    const Config::Tasks& t = cfg_.tasks;
+    tc.limits.max_submit_bytes = static_cast<size_t>(t.max_submit_bytes);
+    tc.limits.max_inline_input_bytes = static_cast<size_t>(t.max_inline_input_bytes);
+    tc.limits.max_file_input_bytes = static_cast<uint64_t>(t.max_file_input_bytes);
+    tc.limits.allowed_input_dirs = t.allowed_input_dirs;
+    tc.limits.max_timeout_s = t.max_timeout_s;
+    tc.limits.reply_prefix = t.reply_prefix;
+    tc.max_queued = t.max_queued;
+    tc.inline_result_bytes = t.inline_result_bytes;
+    tc.slots = {{DeviceClass::cpu, t.slots_cpu},
+                {DeviceClass::gpu, t.slots_gpu},
+                {DeviceClass::fpga, t.slots_fpga},
+                {DeviceClass::npu, t.slots_npu},
+                {DeviceClass::other, t.slots_other}};
+    tc.retention_s = t.retention_s;
+    tc.full_sync = t.journal_sync == "full";
+    tc.sysfs_root = cfg_.discovery.sysfs_root;
+    tasks::TaskHooks hooks;
+    hooks.publish = [this](const mqtt::OutgoingMessage& m, int64_t tag) {
+        if (state_ != State::online) return false;
+        return session_->publish_async(m, tag).ok();
+    };
+    hooks.wake = [this] { push(Event{Event::task_wake, {}, {}, 0, false}); };
+    hooks.capacity_score = [this](const std::string& device_id, const std::string& kind) -> double {
+        if (!capacity_report_) return 1.0;
+        for (const auto& d : capacity_record()["devices"]) {
+            if (d.value("device_id", "") != device_id) continue;
+            const char* cat = kind == "render" ? "render" : kind == "infer" ? "ai" : nullptr;
+            if (cat && d.contains("l1") && d["l1"].contains(cat) && d["l1"][cat].is_number())
+                return d["l1"][cat].get<double>();
+            return d.value("l2", 1.0);
+        }
+        return 1.0;
+    };
+    std::map<std::string, std::string> plugin_paths;
+    for (const PluginReport& p : inv_.plugins) plugin_paths[p.name] = p.path;
+    const int probe_timeout = cfg_.discovery.probe_timeout_ms;
+    hooks.reprobe = [plugin_paths, probe_timeout](const Device& d) {
+        for (const RuntimePath& rp : d.runtimes) {
+            auto it = plugin_paths.find(rp.backend);
+            if (it == plugin_paths.end()) continue;
+            for (const PluginOutcome& o : probe_plugins_isolated(executable_path(), {it->second}, probe_timeout))
+                for (const Device& found : o.devices)
+                    if (found.id == d.id) return true;
+        }
+        return false;
+    };
+    Result<std::unique_ptr<tasks::TaskService>> ts =
+        tasks::TaskService::open(tc, inv_, std::move(hooks), {tasks::echo_workload(), bench_workload()});
+    if (!ts.ok()) {
+        spdlog::error("tasks: {}; this node accepts no tasks until the journal can be opened (restart after fixing it)",
+                      ts.status().message());
+        return;
+    }
+    tasks_ = std::move(ts.value());
+    spdlog::info("tasks: {}", tasks_->recovery_summary());
 }
 
 int Daemon::run() {
@@ -887,8 +1046,11 @@ int Daemon::run() {
         spdlog::error("mqtt: cannot create the client: {}", e.what());
         return 1;
     }
-    session_->on_message([this](const std::string& topic, const std::string& payload) {
-        push(Event{Event::message, topic, payload, 0, false});
+    session_->on_message([this](mqtt::IncomingMessage m) {
+        Event e{Event::message, std::move(m.topic), std::move(m.payload), 0, false};
+        e.response_topic = std::move(m.response_topic);
+        e.correlation = std::move(m.correlation);
+        push(std::move(e));
     });
     session_->on_connection_lost([this](const std::string& cause) { push(Event{Event::lost, cause, {}, 0, false}); });
     session_->on_delivery([this](int64_t tag, bool ok) { push(Event{Event::delivered, {}, {}, tag, ok}); });
@@ -920,20 +1082,40 @@ int Daemon::run() {
         // Connect completion arrives as an event; this only bounds a lost callback.
         if (state_ == State::connecting) until = std::min(until, now + std::chrono::milliseconds(500));
         if (discovery_.valid()) until = std::min(until, now + std::chrono::milliseconds(20));
-        for (std::optional<Event> e = wait_event(until); e; e = wait_event(Clock::now())) {
+        if (tasks_) until = std::min(until, tasks_->next_deadline());
+        // Up to 512 events per round, then the task path commits what they brought (group commit).
+        int handled = 0;
+        for (std::optional<Event> e = wait_event(until); e; e = ++handled < 512 ? wait_event(Clock::now()) : std::nullopt) {
             switch (e->type) {
                 case Event::lost:
                     if (state_ == State::online) {
                         spdlog::warn("mqtt: connection lost: {}", e->a);
                         failures_ = 1;
                         in_flight_.clear();
+                        if (tasks_) tasks_->on_offline();
                         schedule_reconnect();
                     }
                     break;
                 case Event::message:
-                    if (e->a == topics_->cmd) handle_command(e->b);
+                    if (e->a == topics_->cmd) {
+                        handle_command(e->b);
+                    } else if (tasks_) {
+                        tasks::TaskRequest r;
+                        if (tasks_->classify(e->a, r)) {
+                            r.payload = std::move(e->b);
+                            r.response_topic = std::move(e->response_topic);
+                            r.correlation = std::move(e->correlation);
+                            tasks_->add(std::move(r));
+                        }
+                    }
+                    break;
+                case Event::task_wake:
+                    break;
+                case Event::bench_request:
+                    take_bench_requests();
                     break;
                 case Event::delivered:
+                    if (e->tag < 0 && tasks_) tasks_->on_delivered(e->tag, e->ok);
                     if (e->tag <= 0) break;
                     in_flight_.erase(e->tag);
                     if (e->ok) {
@@ -956,6 +1138,7 @@ int Daemon::run() {
                     break;
             }
         }
+        if (tasks_) tasks_->flush();
     }
     return 0;
 }

@@ -129,7 +129,14 @@ Session::Session(SessionSettings settings) : impl_(std::make_unique<Impl>()) {
             std::lock_guard<std::mutex> g(im->mu);
             h = im->on_message;
         }
-        if (h) h(m->get_topic(), m->get_payload_str());
+        if (!h) return;
+        IncomingMessage in{m->get_topic(), m->get_payload_str(), {}, {}};
+        const ::mqtt::properties& props = m->get_properties();
+        if (props.contains(::mqtt::property::RESPONSE_TOPIC))
+            in.response_topic = ::mqtt::get<std::string>(props, ::mqtt::property::RESPONSE_TOPIC);
+        if (props.contains(::mqtt::property::CORRELATION_DATA))
+            in.correlation = ::mqtt::get<::mqtt::binary>(props, ::mqtt::property::CORRELATION_DATA);
+        h(std::move(in));
     });
     im->client->set_connection_lost_handler([im](const std::string& cause) {
         LostHandler h;
@@ -271,6 +278,11 @@ Status Session::publish_sync(const OutgoingMessage& m, int timeout_ms) {
 Status Session::publish_async(const OutgoingMessage& m, int64_t tag) {
     try {
         auto msg = ::mqtt::make_message(m.topic, m.payload.data(), m.payload.size(), m.qos, m.retained);
+        if (!m.correlation.empty() && impl_->s.mqtt5) {
+            ::mqtt::properties props;
+            props.add(::mqtt::property(::mqtt::property::CORRELATION_DATA, ::mqtt::binary(m.correlation)));
+            msg->set_properties(props);
+        }
         impl_->client->publish(msg, reinterpret_cast<void*>(static_cast<intptr_t>(tag)),
                                impl_->delivery_listener);
         return {};

@@ -33,14 +33,25 @@ struct SessionSettings {
 };
 
 struct OutgoingMessage {
+    OutgoingMessage() = default;
+    OutgoingMessage(std::string t, std::string p, int q = 1, bool r = false, std::string c = {})
+        : topic(std::move(t)), payload(std::move(p)), qos(q), retained(r), correlation(std::move(c)) {}
     std::string topic, payload;
     int qos = 1;
     bool retained = false;
+    std::string correlation;  // MQTT 5 Correlation Data property ("" = none; ignored on 3.1.1)
+};
+
+/* A message from the broker, with the MQTT 5 request/response properties ("" when absent or on
+ * 3.1.1). */
+struct IncomingMessage {
+    std::string topic, payload;
+    std::string response_topic, correlation;
 };
 
 class Session {
 public:
-    using MessageHandler = std::function<void(const std::string& topic, const std::string& payload)>;
+    using MessageHandler = std::function<void(IncomingMessage m)>;
     using LostHandler = std::function<void(const std::string& cause)>;
     /* Called once per publish when the broker acknowledged it (ok) or it failed; tag is the
      * caller's (an outbox id). Runs on a Paho thread. */

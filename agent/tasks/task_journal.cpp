@@ -610,11 +610,81 @@ Status TaskJournal::mark_published_batch(const std::vector<std::pair<std::string
             if (result.ok()) result = commit_locked("mark_published");
             if (!result.ok()) rollback_locked();
         }
-        // Every other commit must stay durable on return.
-        StmtScope scope(sync_full_);
-        if (int frc = sqlite3_step(sync_full_); frc != SQLITE_DONE && result.ok())
-            result = error("mark_published: restore synchronous=FULL", frc);
+        // Every other commit must stay as durable on return as configured.
+        sqlite3_stmt* restore = full_durability_ ? sync_full_ : sync_normal_;
+        StmtScope scope(restore);
+        if (int frc = sqlite3_step(restore); frc != SQLITE_DONE && result.ok())
+            result = error("mark_published: restore the synchronous mode", frc);
         return result;
+    });
+}
+
+Status TaskJournal::set_full_durability(bool full) {
+    return guarded(path_, "set_full_durability", [&]() -> Status {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": journal is closed");
+        sqlite3_stmt* st = full ? sync_full_ : sync_normal_;
+        StmtScope scope(st);
+        if (int rc = sqlite3_step(st); rc != SQLITE_DONE) return error("set synchronous mode", rc);
+        full_durability_ = full;
+        return Status();
+    });
+}
+
+Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> accepts,
+                                                     const std::vector<Transition>& transitions, const ThenFn& then) {
+    return guarded(path_, "commit", [&]() -> Result<Group> {
+        Group g;
+        if (accepts.empty() && transitions.empty() && !then) return g;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": commit: journal is closed");
+        if (Status s = begin_locked("commit"); !s.ok()) return s;
+        Counts delta{};
+        bool changed = false;
+        g.accepted.reserve(accepts.size());
+        for (TaskRecord& r : accepts) {
+            bool fatal = false;
+            Result<std::pair<TaskRecord, bool>> one = accept_locked(std::move(r), delta, fatal);
+            if (fatal) {
+                rollback_locked();
+                return one.status();
+            }
+            changed = changed || (one.ok() && one.value().second);
+            g.accepted.push_back(std::move(one));
+        }
+        auto apply = [&](const std::vector<Transition>& list) -> Status {
+            for (const Transition& t : list) {
+                bool fatal = false;
+                Result<TaskRecord> one = transition_locked(t, delta, fatal);
+                if (fatal) return one.status();
+                changed = changed || one.ok();
+                g.transitioned.push_back(std::move(one));
+            }
+            return Status();
+        };
+        Status s = apply(transitions);
+        if (s.ok() && then) {
+            try {
+                s = apply(then(g.accepted));
+            } catch (...) {
+                rollback_locked();
+                throw;
+            }
+        }
+        if (!s.ok()) {
+            rollback_locked();
+            return s;
+        }
+        if (!changed) {
+            rollback_locked(false);
+            return g;
+        }
+        if (Status c = commit_locked("commit"); !c.ok()) {
+            rollback_locked();
+            return c;
+        }
+        for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += delta[i];
+        return g;
     });
 }
 

@@ -134,6 +134,25 @@ public:
      * with SUCCEEDED) while the others are applied: a refused change never fails its batch. */
     Result<std::vector<Result<TaskRecord>>> transition_batch(const std::vector<Transition>& changes);
 
+    /* One group commit of the scheduler: `accepts` as accept_batch(), then `transitions`, then
+     * the transitions `then` returns when called (inside the transaction, under the journal's
+     * lock) with the accept results, so admitting a task and starting (or, for a pure in-memory
+     * kind, finishing) it cost one commit. Nothing is visible to another caller before the
+     * commit; the outer error means nothing was written. `then` may be empty; it must not call
+     * back into the journal. */
+    struct Group {
+        std::vector<Result<std::pair<TaskRecord, bool>>> accepted;
+        std::vector<Result<TaskRecord>> transitioned;  // `transitions`, then what `then` returned
+    };
+    using ThenFn = std::function<std::vector<Transition>(const std::vector<Result<std::pair<TaskRecord, bool>>>&)>;
+    Result<Group> commit_group(std::vector<TaskRecord> accepts, const std::vector<Transition>& transitions,
+                               const ThenFn& then);
+
+    /* Durability of every commit except mark_published(): true (the default) fsyncs each commit
+     * (SQLite synchronous=FULL: survives a power cut); false keeps commits in the WAL without
+     * fsync (synchronous=NORMAL: survives a crash or kill -9 of the process, not a power cut). */
+    Status set_full_durability(bool full);
+
     /* The task with this id, or nullopt when there is none (never accepted, or purged). */
     Result<std::optional<TaskRecord>> get(const std::string& id);
 
@@ -232,6 +251,7 @@ private:
     sqlite3_stmt* sync_normal_ = nullptr;
     sqlite3_stmt* sync_full_ = nullptr;
 
+    bool full_durability_ = true;
     // Tasks per state, indexed by TaskState; changed only after a commit succeeded (re-read
     // after a failed one).
     Counts counts_{};

@@ -31,7 +31,8 @@ Rejection reject(std::string code, std::string message, std::string id = "") {
 
 const std::set<std::string>& top_level_keys() {
     static const std::set<std::string> k = {"schema_version", "id",       "kind",      "params",
-                                            "requirements",   "priority", "timeout_s", "input"};
+                                            "requirements",   "priority", "timeout_s", "input",
+                                            "reply_to",       "correlation"};
     return k;
 }
 
@@ -82,6 +83,14 @@ std::optional<Rejection> check_path(const std::string& path, const AdmissionLimi
 }
 
 }  // namespace
+
+std::string check_reply_topic(const std::string& topic, const std::string& prefix) {
+    if (topic.size() > 256) return "is longer than 256 bytes";
+    if (topic.find_first_of(std::string("+#\0", 3)) != std::string::npos) return "must not contain '+', '#' or NUL";
+    if (topic.size() <= prefix.size() || topic.compare(0, prefix.size(), prefix) != 0)
+        return "'" + topic.substr(0, 64) + "' is not under this node's reply prefix '" + prefix + "'";
+    return {};
+}
 
 std::vector<KindInfo> registered_kinds() {
     std::lock_guard<std::mutex> l(g_kinds_mutex);
@@ -166,6 +175,17 @@ std::variant<TaskSpec, Rejection> parse_submit(const std::string& payload, const
         return reject("unknown_kind", "kind '" + s.kind.substr(0, 64) + "' is not available on this node (known: " +
                                           known + ")",
                       id);
+    }
+    if (j.contains("reply_to")) {
+        if (!j["reply_to"].is_string()) return reject("invalid_field", "reply_to must be a string (a topic)", id);
+        s.reply_to = j["reply_to"].get<std::string>();
+        if (std::string why = check_reply_topic(s.reply_to, limits.reply_prefix); !why.empty())
+            return reject("invalid_field", "reply_to " + why, id);
+    }
+    if (j.contains("correlation")) {
+        if (!j["correlation"].is_string() || j["correlation"].get_ref<const std::string&>().size() > 256)
+            return reject("invalid_field", "correlation must be a string of at most 256 bytes", id);
+        s.correlation = j["correlation"].get<std::string>();
     }
     if (j.contains("params")) {
         if (!j["params"].is_object()) return reject("invalid_field", "params must be an object", id);

@@ -24,7 +24,12 @@ struct AdmissionLimits {
     uint64_t max_file_input_bytes = 1ull << 30;  // an input file by reference
     std::vector<std::string> allowed_input_dirs; // absolute; empty: no file inputs at all
     int max_timeout_s = 24 * 3600;
+    std::string reply_prefix = "cpn/v1/replies/";  // reply topics must lie under it
 };
+
+/* Checks a reply topic (MQTT 5 Response Topic or the payload's reply_to): under `prefix`, at
+ * most 256 bytes, no wildcard or NUL. Returns "" when it is fine, else what is wrong. */
+std::string check_reply_topic(const std::string& topic, const std::string& prefix);
 
 /* A task kind the node can run (the registry the workloads add to). */
 struct KindInfo {
@@ -61,6 +66,8 @@ struct TaskSpec {
     int priority = 0;                // -100..100, higher first
     int timeout_s = 300;
     InputRef input;
+    std::string reply_to;     // MQTT 3.1.1 form of the Response Topic ("" = none)
+    std::string correlation;  // MQTT 3.1.1 form of the Correlation Data
 };
 
 /* Why a submit is refused; `code` is stable for machines, `message` says what and where for a

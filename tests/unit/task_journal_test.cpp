@@ -871,5 +871,80 @@ TEST(TaskJournal, AcknowledgedAcceptsAndStartsSurviveKill9) {
     EXPECT_FALSE(again->second);
 }
 
+/* The scheduler's group commit: admissions, outcomes and the starts decided from the admission
+ * results, all in one transaction; a failure inside leaves nothing written. */
+TEST(TaskJournal, GroupCommitAdmitsAndStartsTogether) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    accept_new(*j, task("running-before"));
+    must_transition(*j, "running-before", TaskState::running);
+
+    std::vector<TaskRecord> acc;
+    acc.push_back(task("g1"));
+    acc.push_back(task("running-before"));  // a re-sent submit: unchanged
+    TaskRecord rej = task("g2");
+    rej.state = TaskState::rejected;
+    rej.reason = "unknown_kind: no such kind";
+    acc.push_back(rej);
+    std::vector<Transition> outcomes = {{"running-before", TaskState::succeeded, "", "", "{\"ok\":true}"}};
+    int calls = 0;
+    auto g = j->commit_group(std::move(acc), outcomes, [&](const std::vector<Result<std::pair<TaskRecord, bool>>>& a) {
+        ++calls;
+        EXPECT_EQ(a.size(), 3u);
+        std::vector<Transition> starts;
+        for (const auto& r : a)
+            if (r.ok() && r->second && r->first.state == TaskState::queued) {
+                starts.push_back({r->first.id, TaskState::running, "", "cpu", ""});
+                starts.push_back({r->first.id, TaskState::succeeded, "", "", "{\"echo\":1}"});
+            }
+        return starts;
+    });
+    ASSERT_TRUE(g.ok()) << g.status().to_string();
+    EXPECT_EQ(calls, 1);
+    ASSERT_EQ(g->accepted.size(), 3u);
+    EXPECT_TRUE(g->accepted[0]->second);
+    EXPECT_FALSE(g->accepted[1]->second);
+    EXPECT_EQ(g->accepted[2]->first.state, TaskState::rejected);
+    ASSERT_EQ(g->transitioned.size(), 3u);
+    EXPECT_EQ(g->transitioned[0]->state, TaskState::succeeded);
+    EXPECT_EQ(g->transitioned[1]->version, 2);
+    EXPECT_EQ(g->transitioned[2]->version, 3);
+    EXPECT_EQ(g->transitioned[2]->device_id, "cpu");
+
+    // All of it is durable: a fresh open sees the same.
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    auto g1 = j->get("g1");
+    ASSERT_TRUE(g1.ok() && g1.value());
+    EXPECT_EQ(g1.value()->state, TaskState::succeeded);
+    EXPECT_EQ(g1.value()->result_json, "{\"echo\":1}");
+    EXPECT_EQ(j->count(TaskState::succeeded), 2);
+    EXPECT_EQ(j->count(TaskState::rejected), 1);
+
+    // A callback that throws rolls everything back, the admissions too.
+    ASSERT_TRUE(j->set_full_durability(false).ok());
+    std::vector<TaskRecord> acc2;
+    acc2.push_back(task("g3"));
+    auto bad = j->commit_group(std::move(acc2), {}, [](const auto&) -> std::vector<Transition> {
+        throw std::runtime_error("scheduler bug");
+    });
+    EXPECT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("scheduler bug"), std::string::npos) << bad.status().message();
+    auto g3 = j->get("g3");
+    ASSERT_TRUE(g3.ok());
+    EXPECT_FALSE(g3.value().has_value());
+    EXPECT_EQ(j->count(TaskState::queued), 0);
+    // ... and the journal keeps working.
+    std::vector<TaskRecord> acc3;
+    acc3.push_back(task("g3"));
+    auto ok = j->commit_group(std::move(acc3), {}, nullptr);
+    ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+    EXPECT_TRUE(ok->accepted[0]->second);
+    EXPECT_EQ(j->count(TaskState::queued), 1);
+}
+
 }  // namespace
 }  // namespace cpn::tasks

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "tasks/task_spec.hpp"
+#include "tasks/workload.hpp"
 #include "test_support.hpp"
 
 namespace cpn::tasks {
@@ -109,6 +110,12 @@ INSTANTIATE_TEST_SUITE_P(
             R"({"schema_version":1,"id":"t","kind":"echo","input":{"base64":"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"}})",
             "oversize", "the inline limit is 16", "t"},
         Bad{"PayloadTooLarge", std::string(5000, ' '), "oversize", "submit is 5000 bytes; the limit is 4096", ""},
+        Bad{"ReplyToOutsidePrefix", R"({"schema_version":1,"id":"t","kind":"echo","reply_to":"cpn/v1/nodes/other/cmd"})",
+            "invalid_field", "reply_to 'cpn/v1/nodes/other/cmd' is not under this node's reply prefix 'cpn/v1/replies/'", "t"},
+        Bad{"ReplyToWildcard", R"({"schema_version":1,"id":"t","kind":"echo","reply_to":"cpn/v1/replies/#"})",
+            "invalid_field", "reply_to must not contain '+', '#' or NUL", "t"},
+        Bad{"CorrelationNotString", R"({"schema_version":1,"id":"t","kind":"echo","correlation":7})", "invalid_field",
+            "correlation must be a string of at most 256 bytes", "t"},
         Bad{"PathWithoutAllowedDirs", R"({"schema_version":1,"id":"t","kind":"echo","input":{"path":"/etc/passwd"}})",
             "path_not_allowed", "this node accepts no file inputs", "t"}),
     [](const ::testing::TestParamInfo<Bad>& i) { return std::string(i.param.name); });
@@ -148,6 +155,36 @@ TEST(TaskSpec, FileInputsStayInsideTheAllowedDirectories) {
     // Missing, or a directory.
     EXPECT_EQ(code(submit(dir.file("allowed/nope"))).rfind("input_unreadable", 0), 0u);
     EXPECT_NE(code(submit(dir.file("allowed/sub"))).find("is not a regular file"), std::string::npos);
+}
+
+TEST(TaskSpec, ReplyToAndCorrelationFor311) {
+    AdmissionLimits lim;
+    auto r = parse_submit(R"({"schema_version":1,"id":"t","kind":"echo","reply_to":"cpn/v1/replies/brain-1","correlation":"c-9"})", lim);
+    ASSERT_TRUE(std::holds_alternative<TaskSpec>(r)) << std::get<Rejection>(r).message;
+    EXPECT_EQ(std::get<TaskSpec>(r).reply_to, "cpn/v1/replies/brain-1");
+    EXPECT_EQ(std::get<TaskSpec>(r).correlation, "c-9");
+    EXPECT_EQ(check_reply_topic("cpn/v1/replies/x", "cpn/v1/replies/"), "");
+    EXPECT_NE(check_reply_topic("cpn/v1/replies/", "cpn/v1/replies/"), "");  // the prefix alone is no topic
+    EXPECT_NE(check_reply_topic(std::string("cpn/v1/replies/a\0b", 19), "cpn/v1/replies/"), "");
+    EXPECT_NE(check_reply_topic("cpn/v1/replies/" + std::string(300, 'a'), "cpn/v1/replies/"), "");
+}
+
+TEST(TaskSpec, EchoParamsAreChecked) {
+    Workload w = echo_workload();
+    EXPECT_EQ(w.validate(nlohmann::json::object()), "");
+    EXPECT_EQ(w.validate({{"sleep_ms", 10}, {"progress_steps", 2}, {"fail", "x"}, {"device_fault", false}}), "");
+    EXPECT_NE(w.validate({{"sleep_ms", -1}}).find("params.sleep_ms must be an integer from 0 to 3600000"), std::string::npos);
+    EXPECT_NE(w.validate({{"sleep_ms", "5"}}).find("params.sleep_ms"), std::string::npos);
+    EXPECT_NE(w.validate({{"progress_steps", 5000}}).find("params.progress_steps"), std::string::npos);
+    EXPECT_NE(w.validate({{"fail", ""}}).find("params.fail"), std::string::npos);
+    EXPECT_NE(w.validate({{"device_fault", 1}}).find("params.device_fault"), std::string::npos);
+    EXPECT_NE(w.validate({{"cmd", "ls"}}).find("unknown echo parameter 'cmd'"), std::string::npos);
+    // Inline only when it is pure and instant.
+    TaskSpec s;
+    s.kind = "echo";
+    EXPECT_TRUE(w.runs_inline(s));
+    s.params = {{"sleep_ms", 5}};
+    EXPECT_FALSE(w.runs_inline(s));
 }
 
 TEST(TaskSpec, Base64) {

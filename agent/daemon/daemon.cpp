@@ -968,9 +968,17 @@ void Daemon::open_tasks() {
         for (const RuntimePath& rp : d.runtimes) {
             auto it = plugin_paths.find(rp.backend);
             if (it == plugin_paths.end()) continue;
+            // The plugin reports its own ids (the node-level id comes from the merge), so the
+            // device is recognised by what identifies the hardware.
             for (const PluginOutcome& o : probe_plugins_isolated(executable_path(), {it->second}, probe_timeout))
-                for (const Device& found : o.devices)
-                    if (found.id == d.id) return true;
+                for (const Device& found : o.devices) {
+                    if (found.device_class != d.device_class) continue;
+                    if (!d.uuid.empty() && found.uuid == d.uuid) return true;
+                    if (!d.pci_address.empty() && found.pci_address == d.pci_address) return true;
+                    if (d.uuid.empty() && d.pci_address.empty() &&
+                        (d.device_class == DeviceClass::cpu || found.model == d.model))
+                        return true;
+                }
         }
         return false;
     };

@@ -1,9 +1,17 @@
 #include "mqtt/mqtt_session.hpp"
 
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <sstream>
 
@@ -91,6 +99,31 @@ std::string describe(const ::mqtt::exception& e, bool mqtt5 = true) {
     return s;
 }
 
+/* Paho C never sets TCP_NODELAY on its socket, and has no option for it: each small publish then
+ * waits for the broker's delayed ACK (about 40 ms on Linux) whenever an earlier segment is
+ * unacknowledged, which turns a sub-millisecond request/response into ~44 ms. The agent's only
+ * TCP connections are Paho's, so every connected TCP socket of the process gets TCP_NODELAY
+ * (idempotent; other descriptors are left alone). */
+void set_tcp_nodelay_on_tcp_sockets() {
+    DIR* d = ::opendir("/proc/self/fd");
+    if (d == nullptr) return;
+    while (dirent* e = ::readdir(d)) {
+        char* end = nullptr;
+        const long fd = std::strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end != '\0' || fd == ::dirfd(d)) continue;
+        int type = 0;
+        socklen_t len = sizeof type;
+        if (::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
+        sockaddr_storage addr{};
+        socklen_t alen = sizeof addr;
+        if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+        if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) continue;
+        int one = 1;
+        (void)::setsockopt(static_cast<int>(fd), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    ::closedir(d);
+}
+
 class Listener : public ::mqtt::iaction_listener {
 public:
     std::function<void(const ::mqtt::token&, bool)> fn;
@@ -112,12 +145,88 @@ struct Session::Impl {
     std::function<void()> on_connect_done;
     Listener delivery_listener;
     Listener connect_listener;
+
+    // Flow control: QoS 1 publications in flight are kept below the broker's Receive Maximum.
+    // Paho C queues what is above it and sends it only when other traffic wakes its send
+    // thread, so a burst could sit unsent for seconds; the session queues instead and sends the
+    // next one from each acknowledgement.
+    std::mutex fmu;
+    std::deque<std::pair<OutgoingMessage, int64_t>> waiting;
+    int in_flight = 0;
+    int window = 16;
+
+    /* Hands one publication to Paho; false when it refused it. */
+    bool send(const OutgoingMessage& m, int64_t tag, std::string* why) {
+        try {
+            auto msg = ::mqtt::make_message(m.topic, m.payload.data(), m.payload.size(), m.qos, m.retained);
+            if (!m.correlation.empty() && s.mqtt5) {
+                ::mqtt::properties props;
+                props.add(::mqtt::property(::mqtt::property::CORRELATION_DATA, ::mqtt::binary(m.correlation)));
+                msg->set_properties(props);
+            }
+            if (m.qos == 0) client->publish(msg);
+            else client->publish(msg, reinterpret_cast<void*>(static_cast<intptr_t>(tag)), delivery_listener);
+            return true;
+        } catch (const ::mqtt::exception& e) {
+            if (why) *why = "publish to " + m.topic + ": " + describe(e);
+            return false;
+        }
+    }
+
+    /* After an acknowledgement (or a failure): sends what waits, as the window allows. Any
+     * publication Paho refuses is reported failed to the delivery handler. */
+    void drain() {
+        for (;;) {
+            std::pair<OutgoingMessage, int64_t> next;
+            {
+                std::lock_guard<std::mutex> g(fmu);
+                if (waiting.empty() || in_flight >= window) return;
+                next = std::move(waiting.front());
+                waiting.pop_front();
+                ++in_flight;
+            }
+            if (!send(next.first, next.second, nullptr)) {
+                {
+                    std::lock_guard<std::mutex> g(fmu);
+                    --in_flight;
+                }
+                DeliveryHandler h;
+                {
+                    std::lock_guard<std::mutex> g(mu);
+                    h = on_delivery;
+                }
+                if (h) h(next.second, false);
+            }
+        }
+    }
+
+    /* The connection ended: what waits will not be sent on it. */
+    void fail_waiting() {
+        std::deque<std::pair<OutgoingMessage, int64_t>> dropped;
+        {
+            std::lock_guard<std::mutex> g(fmu);
+            dropped.swap(waiting);
+            in_flight = 0;
+        }
+        DeliveryHandler h;
+        {
+            std::lock_guard<std::mutex> g(mu);
+            h = on_delivery;
+        }
+        if (h)
+            for (auto& d : dropped) h(d.second, false);
+    }
 };
 
 Session::Session(SessionSettings settings) : impl_(std::make_unique<Impl>()) {
     install_trace_once();
     impl_->s = std::move(settings);
     ::mqtt::create_options copts(impl_->s.mqtt5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+    // Paho C counts every publish waiting for the broker's flow-control window as "buffered",
+    // also while connected, and refuses more than max_buffered_messages (default 100). The
+    // session's own window (Impl::window) keeps QoS 1 below the broker's Receive Maximum; this
+    // is headroom for QoS 0 progress and the synchronous publications.
+    copts.set_max_buffered_messages(4096);
     // No Paho persistence: the agent's own outbox is the durable store.
     impl_->client = std::make_unique<::mqtt::async_client>(
         impl_->s.uris.front(), impl_->s.client_id, copts,
@@ -145,6 +254,7 @@ Session::Session(SessionSettings settings) : impl_(std::make_unique<Impl>()) {
             h = im->on_lost;
             im->server.clear();
         }
+        im->fail_waiting();
         if (h) h(cause.empty() ? "connection lost" : cause);
     });
     im->delivery_listener.fn = [im](const ::mqtt::token& t, bool ok) {
@@ -153,7 +263,12 @@ Session::Session(SessionSettings settings) : impl_(std::make_unique<Impl>()) {
             std::lock_guard<std::mutex> g(im->mu);
             h = im->on_delivery;
         }
+        {
+            std::lock_guard<std::mutex> g(im->fmu);
+            if (im->in_flight > 0) --im->in_flight;
+        }
         if (h) h(static_cast<int64_t>(reinterpret_cast<intptr_t>(t.get_user_context())), ok);
+        im->drain();
     };
     im->connect_listener.fn = [im](const ::mqtt::token&, bool) {
         std::function<void()> h;
@@ -231,6 +346,18 @@ Status Session::wait_connected(int timeout_ms) {
         if (!im->connect_token->wait_for(std::chrono::milliseconds(timeout_ms)))
             return {Code::deadline_exceeded, "connecting"};
         ::mqtt::connect_response r = im->connect_token->get_connect_response();
+        {
+            // The broker's Receive Maximum (MQTT 5; 65535 when absent), less a few for the
+            // synchronous publications (birth, capacity) that bypass the window.
+            int receive_max = 65535;
+            if (im->s.mqtt5 && r.get_properties().contains(::mqtt::property::RECEIVE_MAXIMUM))
+                receive_max = ::mqtt::get<uint16_t>(r.get_properties(), ::mqtt::property::RECEIVE_MAXIMUM);
+            if (!im->s.mqtt5) receive_max = 20;  // 3.1.1 has no flow control: mosquitto's default
+            std::lock_guard<std::mutex> g(im->fmu);
+            im->window = std::clamp(receive_max - 4, 1, 1024);
+            im->in_flight = 0;
+        }
+        set_tcp_nodelay_on_tcp_sockets();
         std::lock_guard<std::mutex> g(im->mu);
         im->server = r.get_server_uri();
         im->connect_token.reset();
@@ -276,19 +403,29 @@ Status Session::publish_sync(const OutgoingMessage& m, int timeout_ms) {
 }
 
 Status Session::publish_async(const OutgoingMessage& m, int64_t tag) {
-    try {
-        auto msg = ::mqtt::make_message(m.topic, m.payload.data(), m.payload.size(), m.qos, m.retained);
-        if (!m.correlation.empty() && impl_->s.mqtt5) {
-            ::mqtt::properties props;
-            props.add(::mqtt::property(::mqtt::property::CORRELATION_DATA, ::mqtt::binary(m.correlation)));
-            msg->set_properties(props);
-        }
-        impl_->client->publish(msg, reinterpret_cast<void*>(static_cast<intptr_t>(tag)),
-                               impl_->delivery_listener);
+    Impl* im = impl_.get();
+    if (!connected()) return {Code::unavailable, "publish to " + m.topic + ": not connected"};
+    std::string why;
+    if (m.qos == 0) {
+        if (!im->send(m, tag, &why)) return {Code::unavailable, why};
         return {};
-    } catch (const ::mqtt::exception& e) {
-        return {Code::unavailable, "publish to " + m.topic + ": " + describe(e)};
     }
+    {
+        std::lock_guard<std::mutex> g(im->fmu);
+        if (im->in_flight >= im->window || !im->waiting.empty()) {
+            // Sent, in order, as acknowledgements free the window; reported through the
+            // delivery handler like any other.
+            im->waiting.emplace_back(m, tag);
+            return {};
+        }
+        ++im->in_flight;
+    }
+    if (!im->send(m, tag, &why)) {
+        std::lock_guard<std::mutex> g(im->fmu);
+        --im->in_flight;
+        return {Code::unavailable, why};
+    }
+    return {};
 }
 
 Status Session::subscribe(const std::string& topic, int qos, int timeout_ms) {

@@ -191,6 +191,7 @@ struct TaskService::Impl {
     std::set<std::pair<std::string, int64_t>> failed_pubs;
     std::vector<std::pair<std::string, int64_t>> marks;
     bool republish = false;
+    bool republish_after_failure = false;  // logged once per episode
     Clock::time_point next_purge = Clock::now() + std::chrono::minutes(1);
     bool stopping = false;
     bool dirty = true;  // flush() has something to look at (set by add(), open, threads)
@@ -253,6 +254,13 @@ struct TaskService::Impl {
                 if (track) {
                     tags.erase(tag);
                     if (--outstanding[key] <= 0) outstanding.erase(key);
+                    // Refused by the client (offline, or its queue is full): the journal still has
+                    // it as unpublished; the re-publication pass sends it (its latest version).
+                    republish = true;
+                    if (!republish_after_failure) {
+                        republish_after_failure = true;
+                        spdlog::warn("tasks: the MQTT client refused a state message; it is re-sent from the journal");
+                    }
                 }
                 return false;
             }
@@ -1143,6 +1151,7 @@ void TaskService::flush() {
                     ++sent;
                 }
                 if (sent == 0 || un.value().size() < kPage) m.republish = sent > 0;
+                if (!m.republish) m.republish_after_failure = false;
             }
         }
     }

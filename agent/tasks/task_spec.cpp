@@ -307,9 +307,16 @@ std::variant<std::vector<const Device*>, Rejection> eligible_devices(const TaskS
     std::string have;
     for (const Device& d : inv.devices) {
         std::string backends;
-        for (const RuntimePath& p : d.runtimes) backends += (backends.empty() ? "" : "+") + p.backend;
+        // Appended piecewise: GCC 12 at -O3 warns (-Wrestrict, a false positive) on "..." + string&&.
+        for (const RuntimePath& p : d.runtimes) {
+            if (!backends.empty()) backends += '+';
+            backends += p.backend;
+        }
         std::string precs;
-        for (Precision p : d.precisions) precs += (precs.empty() ? "" : "/") + std::string(to_string(p));
+        for (Precision p : d.precisions) {
+            if (!precs.empty()) precs += '/';
+            precs += to_string(p);
+        }
         have += (have.empty() ? "" : "; ") + d.id + " (" + to_string(d.device_class) + ", " +
                 (backends.empty() ? "no runtime" : backends) + ", " + std::to_string(d.memory_bytes >> 20) + " MiB, " +
                 (precs.empty() ? "-" : precs) + (d.health.healthy ? "" : ", unhealthy") + ")";

@@ -1,6 +1,7 @@
-"""Checks that the CTest list of daemon tests (tests/CMakeLists.txt, CPN_MQTT_TESTS) names every
-test function in test_daemon.py and nothing else, so a new test cannot be left out of CTest.
-Usage: check_ctest_list.py test_daemon.py NAME..."""
+"""Checks that a CTest list of integration tests (tests/CMakeLists.txt: CPN_MQTT_TESTS,
+CPN_CPNCTL_TESTS, CPN_TASK_TESTS) names every test function in its file and nothing else, so a
+new test cannot be left out of CTest.
+Usage: check_ctest_list.py FILE.py NAME..."""
 
 import ast
 import sys
@@ -13,13 +14,13 @@ def main():
     missing = sorted(set(defined) - set(listed))
     extra = sorted(set(listed) - set(defined))
     dup = sorted({n for n in listed if listed.count(n) > 1})
-    for what, names in (("not registered in CPN_MQTT_TESTS", missing),
+    for what, names in (("not registered in tests/CMakeLists.txt", missing),
                         ("registered but not defined", extra), ("registered twice", dup)):
         if names:
             print(f"{what}: {' '.join(names)}")
     if missing or extra or dup:
         return 1
-    print(f"{len(defined)} daemon tests, all registered")
+    print(f"{path}: {len(defined)} tests, all registered")
     return 0
 
 

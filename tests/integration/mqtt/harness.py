@@ -33,6 +33,11 @@ def _env_path(name, default):
 
 AGENT_BIN = _env_path("CPN_AGENT_BIN", "/tmp/build-it/bin/cpn-agent")
 PLUGIN_DIR = _env_path("CPN_PLUGIN_DIR", "/tmp/build-it/lib/cpn-agent/backends")
+if "CPN_PLUGIN_DIR" not in os.environ and not PLUGIN_DIR.is_dir():
+    # Only CPN_AGENT_BIN given (a manual run): the plugins of the same build tree.
+    _beside = AGENT_BIN.resolve().parent.parent / "lib" / "cpn-agent" / "backends"
+    if _beside.is_dir():
+        PLUGIN_DIR = _beside
 SCHEMA_DIR = _env_path("CPN_SCHEMA_DIR", REPO / "docs" / "schemas")
 MOSQUITTO = _env_path("CPN_MOSQUITTO", shutil.which("mosquitto") or "/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -57,6 +62,11 @@ class Schemas:
         "cmd/ack": "command-ack.schema.json",
     }
     BY_STATE_TYPE = {"birth": "birth.schema.json", "death": "death.schema.json"}
+    # Task messages (task/event/{task} and reply topics) by their `type`.
+    BY_TASK_TYPE = {"task_state": "task-state.schema.json", "task_progress": "task-progress.schema.json"}
+    # Topics the test itself publishes to under the node's prefix (requests, some bad on purpose;
+    # TaskClient validates what it sends).
+    INBOUND_SUFFIXES = ("cmd", "task/submit", "task/cancel", "task/status")
 
     def __init__(self, directory=SCHEMA_DIR):
         self.store = {}
@@ -65,8 +75,9 @@ class Schemas:
             s = json.loads(p.read_text())
             self.store[s["$id"]] = s
             self.by_file[p.name] = s
-        for name in list(self.BY_TOPIC_SUFFIX.values()) + list(self.BY_STATE_TYPE.values()) + [
-                "command.schema.json"]:
+        for name in list(self.BY_TOPIC_SUFFIX.values()) + list(self.BY_STATE_TYPE.values()) + list(
+                self.BY_TASK_TYPE.values()) + ["command.schema.json", "task-submit.schema.json",
+                                               "task-request.schema.json"]:
             assert name in self.by_file, f"schema {name} missing from {directory}"
         self._validators = {}
 
@@ -94,7 +105,15 @@ class Schemas:
         if rest == "state":
             t = doc.get("type") if isinstance(doc, dict) else None
             return self.BY_STATE_TYPE.get(t, "birth.schema.json")
+        if rest.startswith("task/event/") and len(rest) > len("task/event/"):
+            return self.task_schema(doc)
         return self.BY_TOPIC_SUFFIX.get(rest)
+
+    def task_schema(self, doc):
+        """task-state or task-progress by the message's `type` (task-state when it has none, so
+        a message without one fails validation)."""
+        t = doc.get("type") if isinstance(doc, dict) else None
+        return self.BY_TASK_TYPE.get(t, "task-state.schema.json")
 
 
 SCHEMAS = None
@@ -334,6 +353,8 @@ class Brain:
         self.broker, self.node = broker, node
         self.topics = {k: f"{prefix(node)}/{k}" for k in
                        ("state", "inventory", "capacity", "telemetry", "cmd", "cmd/ack")}
+        self._inbound = {f"{prefix(node)}/{k}" for k in Schemas.INBOUND_SUFFIXES}
+        self.event_prefix = f"{prefix(node)}/task/event/"
         self.messages = []
         self.errors = []
         self.cv = threading.Condition()
@@ -383,7 +404,7 @@ class Brain:
         with self.cv:
             m = Message(t, msg.topic, payload, bool(msg.retain), msg.qos, doc, len(self.messages))
             self.messages.append(m)
-            if msg.topic != self.topics["cmd"]:  # the test's own commands (some are bad on purpose)
+            if msg.topic not in self._inbound:  # the test's own requests (some are bad on purpose)
                 self._validate(m)
             self.cv.notify_all()
 
@@ -402,6 +423,9 @@ class Brain:
                                f"{m.payload[:500]}")
         if isinstance(m.doc, dict) and m.doc.get("node_id") != self.node:
             self.errors.append(f"{m.topic}: node_id {m.doc.get('node_id')!r}, expected {self.node!r}")
+        if m.topic.startswith(self.event_prefix) and isinstance(m.doc, dict) and \
+                m.doc.get("task_id") != m.topic[len(self.event_prefix):]:
+            self.errors.append(f"{m.topic}: task_id {m.doc.get('task_id')!r} does not match the event topic")
 
     def check(self):
         with self.cv:
@@ -460,6 +484,36 @@ class Brain:
         return self.wait_for("cmd/ack", lambda d: d.get("id") == id_, since=since, timeout=timeout,
                              what=f"ack of {id_!r}")
 
+    # ---- tasks (cpn/v1/nodes/<node>/task/event/<task>) -----------------------------------------
+
+    def task_events(self, since=0, task_id=None, pred=None):
+        """Task messages (state and progress) the node published on its event topics."""
+        with self.cv:
+            out = [m for m in self.messages[since:] if m.topic.startswith(self.event_prefix)
+                   and m.doc is not None]
+        if task_id is not None:
+            out = [m for m in out if m.topic == self.event_prefix + task_id]
+        if pred is not None:
+            out = [m for m in out if pred(m.doc)]
+        return out
+
+    def wait_task(self, pred, since=0, timeout=10.0, count=1, what="task event"):
+        """Waits until `count` task event messages satisfying `pred` arrived from index `since`."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                self.check()
+                found = [m for m in self.messages[since:] if m.topic.startswith(self.event_prefix)
+                         and m.doc is not None and pred(m.doc)]
+                if len(found) >= count:
+                    return found[:count] if count > 1 else found[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    recent = "\n".join(repr(m) for m in self.messages[-8:])
+                    raise AssertionError(f"timed out after {timeout:.1f} s waiting for {count} x {what} "
+                                         f"(got {len(found)}); last messages:\n{recent}")
+                self.cv.wait(min(left, 0.2))
+
     # ---- commands ---------------------------------------------------------------------------
 
     def send_command(self, cmd, raw=False):
@@ -498,6 +552,217 @@ def retained(broker, node, topics=("state", "inventory", "capacity"), settle=1.0
         return out
     finally:
         b.close()
+
+
+# --------------------------------------------------------------------------------------------
+# TaskClient: the submitter of remote tasks
+
+
+class ReplyMessage(Message):
+    """A message on the submitter's reply topic; `correlation` is the MQTT 5 Correlation Data
+    property (decoded), None when absent."""
+    __slots__ = ("correlation",)
+
+    def __init__(self, *a, correlation=None):
+        super().__init__(*a)
+        self.correlation = correlation
+
+
+class TaskClient:
+    """Sends submits, cancels and status queries (to a node's task topics or a shared queue) and
+    records every message that arrives on its own reply topic. With protocol "5" the reply topic
+    and correlation go as the Response Topic / Correlation Data properties, with "3.1.1" as
+    `reply_to` / `correlation` in the payload. What it sends is validated against
+    task-submit / task-request unless the caller says the request is bad on purpose; every reply
+    is validated against task-state / task-progress on arrival, and its node_id must be one of
+    `nodes`. A violation is raised by every later wait and by check()."""
+
+    def __init__(self, broker, nodes, protocol="5", client_id=None, persistent=False,
+                 reply_prefix="cpn/v1/replies/", extra_subscriptions=()):
+        self.broker = broker
+        self.nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+        self.protocol = protocol
+        self.cid = client_id or f"sub-{os.getpid()}-{id(self) & 0xffffff:x}"
+        self.reply_base = f"{reply_prefix}{self.cid}"
+        self.reply_topic = f"{self.reply_base}/r"
+        self.subscriptions = [f"{self.reply_base}/#", *extra_subscriptions]
+        self.messages = []
+        self.errors = []
+        self.cv = threading.Condition()
+        self.connected = threading.Event()
+        self._subscribed = threading.Event()
+        self.connects = 0
+        v5 = protocol == "5"
+        if v5:
+            self.client = mqtt.Client(client_id=self.cid, protocol=mqtt.MQTTv5)
+        else:
+            self.client = mqtt.Client(client_id=self.cid, clean_session=not persistent,
+                                      protocol=mqtt.MQTTv311)
+        self.client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        if v5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600 if persistent else 0
+            self.client.connect_async("127.0.0.1", broker.brain_port, keepalive=10,
+                                      clean_start=not persistent, properties=props)
+        else:
+            self.client.connect_async("127.0.0.1", broker.brain_port, keepalive=10)
+        self.client.loop_start()
+        if not self.connected.wait(10) or not self._subscribed.wait(10):
+            self.close()
+            raise AssertionError(f"task client could not connect/subscribe on {broker.brain_port}")
+
+    def _on_connect(self, client, userdata, flags, rc, *props):
+        code = getattr(rc, "value", rc)
+        if code != 0:
+            return
+        self.connects += 1
+        client.subscribe([(t, 1) for t in self.subscriptions])
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        t = time.monotonic()
+        payload = msg.payload.decode("utf-8", errors="replace")
+        try:
+            doc = json.loads(payload)
+        except ValueError:
+            doc = None
+        corr = None
+        props = getattr(msg, "properties", None)
+        if props is not None and hasattr(props, "CorrelationData"):
+            corr = bytes(props.CorrelationData).decode("utf-8", errors="replace")
+        with self.cv:
+            m = ReplyMessage(t, msg.topic, payload, bool(msg.retain), msg.qos, doc, len(self.messages),
+                             correlation=corr)
+            self.messages.append(m)
+            self._validate(m)
+            self.cv.notify_all()
+
+    def _validate(self, m):
+        if not isinstance(m.doc, dict):
+            self.errors.append(f"{m.topic}: not a JSON object: {m.payload[:300]!r}")
+            return
+        sch = schemas()
+        name = sch.task_schema(m.doc)
+        errs = sch.errors(name, m.doc)
+        if errs:
+            self.errors.append(f"{m.topic}: does not validate against {name}: {errs[:5]}; payload "
+                               f"{m.payload[:500]}")
+        if m.doc.get("node_id") not in self.nodes:
+            self.errors.append(f"{m.topic}: node_id {m.doc.get('node_id')!r}, expected one of {self.nodes}")
+        if m.correlation is not None and m.doc.get("correlation") != m.correlation:
+            self.errors.append(f"{m.topic}: Correlation Data {m.correlation!r} but payload correlation "
+                               f"{m.doc.get('correlation')!r}")
+
+    def check(self):
+        with self.cv:
+            assert not self.errors, "task reply violations:\n" + "\n".join(self.errors)
+
+    # ---- sending ------------------------------------------------------------------------------
+
+    def node_topic(self, leaf, node=None):
+        return f"{prefix(node or self.nodes[0])}/task/{leaf}"
+
+    def _publish(self, topic, doc, schema, reply, correlation, raw, valid):
+        reply_topic = self.reply_topic if reply is True else (reply or None)
+        props = None
+        if raw is None:
+            doc = dict(doc)
+            if reply_topic and self.protocol != "5":
+                doc["reply_to"] = reply_topic
+                if correlation is not None:
+                    doc["correlation"] = correlation
+            if valid:
+                errs = schemas().errors(schema, doc)
+                assert not errs, f"the test's own request does not validate against {schema}: {errs}: {doc}"
+            payload = json.dumps(doc)
+        else:
+            payload = raw
+        if reply_topic and self.protocol == "5":
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = reply_topic
+            if correlation is not None:
+                props.CorrelationData = correlation.encode()
+        info = self.client.publish(topic, payload, qos=1, properties=props)
+        return info
+
+    def submit(self, doc, topic=None, node=None, queue=None, correlation=None, reply=True, raw=None,
+               valid=True, wait=True):
+        """Publishes a submit (QoS 1); returns the correlation used. `reply`: True (this client's
+        reply topic), a topic, or None/False (no reply topic). `raw`: a payload sent as is.
+        `valid=False`: the submit is bad on purpose (not checked against the schema)."""
+        if topic is None:
+            topic = f"cpn/v1/queues/{queue}/submit" if queue else self.node_topic("submit", node)
+        if correlation is None and isinstance(doc, dict) and "id" in doc:
+            correlation = f"c-{doc['id']}"
+        info = self._publish(topic, doc, "task-submit.schema.json", reply, correlation, raw, valid)
+        if wait:
+            info.wait_for_publish(timeout=5)
+            assert info.is_published(), "the broker did not acknowledge the submit"
+        return correlation
+
+    def request(self, leaf, task_id, node=None, queue=None, correlation=None, reply=True, wait=True):
+        """A cancel or status query (`leaf`) for `task_id`; returns the correlation used."""
+        topic = f"cpn/v1/queues/{queue}/{leaf}" if queue else self.node_topic(leaf, node)
+        if correlation is None:
+            correlation = f"{leaf}-{task_id}-{time.monotonic_ns() % 10**9}"
+        info = self._publish(topic, {"schema_version": 1, "id": task_id}, "task-request.schema.json",
+                             reply, correlation, None, True)
+        if wait:
+            info.wait_for_publish(timeout=5)
+            assert info.is_published(), f"the broker did not acknowledge the {leaf} request"
+        return correlation
+
+    def cancel(self, task_id, **kw):
+        return self.request("cancel", task_id, **kw)
+
+    def status(self, task_id, **kw):
+        return self.request("status", task_id, **kw)
+
+    # ---- queries ------------------------------------------------------------------------------
+
+    def mark(self):
+        with self.cv:
+            return len(self.messages)
+
+    def select(self, since=0, pred=None, topic=None):
+        with self.cv:
+            out = [m for m in self.messages[since:] if isinstance(m.doc, dict)]
+        if topic is not None:
+            out = [m for m in out if m.topic == topic]
+        if pred is not None:
+            out = [m for m in out if pred(m.doc)]
+        return out
+
+    def wait(self, pred, since=0, timeout=10.0, count=1, what="reply"):
+        """Waits for `count` replies whose payload satisfies `pred`; returns them (one: itself)."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                self.check()
+                found = [m for m in self.messages[since:] if isinstance(m.doc, dict) and pred(m.doc)]
+                if len(found) >= count:
+                    return found[:count] if count > 1 else found[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    recent = "\n".join(repr(m) for m in self.messages[-8:])
+                    raise AssertionError(f"timed out after {timeout:.1f} s waiting for {count} x {what} "
+                                         f"(got {len(found)}); last replies:\n{recent}")
+                self.cv.wait(min(left, 0.2))
+
+    def close(self):
+        try:
+            self.client.disconnect()
+        except Exception:
+            pass
+        self.client.loop_stop()
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 // cpnctl_lib.cpp: see cpnctl_lib.hpp.
 #include "cpnctl_lib.hpp"
 
+#include "core/codec.hpp"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -633,75 +635,15 @@ Result<json> build_submit(const std::optional<TaskFile>& file, const SubmitFlags
 // ---- encoding ------------------------------------------------------------------------------
 
 std::string base64_encode(const std::string& bytes) {
-    static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    out.reserve((bytes.size() + 2) / 3 * 4);
-    size_t i = 0;
-    for (; i + 2 < bytes.size(); i += 3) {
-        const uint32_t v = (static_cast<uint8_t>(bytes[i]) << 16) | (static_cast<uint8_t>(bytes[i + 1]) << 8) |
-                           static_cast<uint8_t>(bytes[i + 2]);
-        out += kAlphabet[(v >> 18) & 63];
-        out += kAlphabet[(v >> 12) & 63];
-        out += kAlphabet[(v >> 6) & 63];
-        out += kAlphabet[v & 63];
-    }
-    if (i < bytes.size()) {
-        uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
-        if (i + 1 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 1]) << 8;
-        out += kAlphabet[(v >> 18) & 63];
-        out += kAlphabet[(v >> 12) & 63];
-        out += i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=';
-        out += '=';
-    }
-    return out;
+    return cpn::base64_encode(bytes);
 }
 
 bool base64_decode(const std::string& in, std::string& out) {
-    out.clear();
-    if (in.size() % 4 != 0) return false;
-    auto value = [](char c) -> int {
-        if (c >= 'A' && c <= 'Z') return c - 'A';
-        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-        if (c >= '0' && c <= '9') return c - '0' + 52;
-        if (c == '+') return 62;
-        if (c == '/') return 63;
-        return -1;
-    };
-    out.reserve(in.size() / 4 * 3);
-    for (size_t i = 0; i < in.size(); i += 4) {
-        uint32_t v = 0;
-        int pad = 0;
-        for (size_t j = 0; j < 4; ++j) {
-            const char c = in[i + j];
-            if (c == '=') {
-                if (i + 4 != in.size() || j < 2) return false;
-                ++pad;
-                v <<= 6;
-                continue;
-            }
-            if (pad > 0) return false;
-            const int k = value(c);
-            if (k < 0) return false;
-            v = (v << 6) | static_cast<uint32_t>(k);
-        }
-        out.push_back(static_cast<char>((v >> 16) & 0xff));
-        if (pad < 2) out.push_back(static_cast<char>((v >> 8) & 0xff));
-        if (pad < 1) out.push_back(static_cast<char>(v & 0xff));
-    }
-    return true;
+    return cpn::base64_decode(in, out);
 }
 
 std::string sha256_hex(const std::string& bytes) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) return "";
-    static const char* kHex = "0123456789abcdef";
-    std::string out;
-    for (unsigned int i = 0; i < len; ++i) {
-        out += kHex[md[i] >> 4];
-        out += kHex[md[i] & 15];
-    }
-    return out;
+    return cpn::sha256_hex(bytes);
 }
 
 Result<std::string> read_file(const std::string& path, uint64_t max_bytes) {

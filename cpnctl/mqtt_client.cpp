@@ -8,70 +8,17 @@
 #include <MQTTAsync.h>
 #include <mqtt/async_client.h>
 
+#include "mqtt/reason_words.hpp"
+
 namespace cpnctl {
 
 namespace {
 
-/* The last TLS error Paho C reported through its trace stream (its C++ error handler is
- * unusable in 1.2, see agent/mqtt/mqtt_session.cpp). */
-std::mutex g_tls_mu;
-std::string g_tls_error;
-
-void trace_callback(enum MQTTASYNC_TRACE_LEVELS, char* message) {
-    if (message == nullptr || std::strstr(message, "SSL") == nullptr) return;
-    const char* alert = std::strstr(message, "SSL alert");
-    const char* err = std::strstr(message, "SSLSocket error");
-    if (alert == nullptr && err == nullptr) return;
-    std::string m(alert ? alert : err);
-    while (!m.empty() && (m.back() == '\n' || m.back() == '\r')) m.pop_back();
-    std::lock_guard<std::mutex> g(g_tls_mu);
-    if (alert != nullptr || g_tls_error.empty()) g_tls_error = m;
-}
-
-std::string take_tls_error() {
-    std::lock_guard<std::mutex> g(g_tls_mu);
-    std::string e = std::move(g_tls_error);
-    g_tls_error.clear();
-    return e;
-}
-
-const char* connack_words(int code, bool mqtt5) {
-    if (!mqtt5) {
-        switch (code) {
-            case 1: return "unacceptable protocol version";
-            case 2: return "client identifier rejected";
-            case 3: return "server unavailable";
-            case 4: return "bad user name or password";
-            case 5: return "not authorized";
-            default: return nullptr;
-        }
-    }
-    switch (code) {
-        case 128: return "unspecified error";
-        case 129: return "malformed packet";
-        case 130: return "protocol error";
-        case 131: return "implementation specific error";
-        case 132: return "unsupported protocol version";
-        case 133: return "client identifier not valid";
-        case 134: return "bad user name or password";
-        case 135: return "not authorized";
-        case 136: return "server unavailable";
-        case 137: return "server busy";
-        case 138: return "banned";
-        case 140: return "bad authentication method";
-        case 149: return "packet too large";
-        case 151: return "quota exceeded";
-        case 156: return "use another server";
-        case 157: return "server moved";
-        case 159: return "connection rate exceeded";
-        default: return nullptr;
-    }
-}
+using cpn::mqtt::take_tls_error;
 
 std::string describe(const ::mqtt::exception& e, bool mqtt5) {
-    std::string s = e.what();
-    if (const char* w = connack_words(e.get_return_code(), mqtt5)) return s + ": the broker refused: " + w;
-    if (const char* w2 = connack_words(e.get_reason_code(), true)) return s + ": the broker refused: " + w2;
+    std::string s = cpn::mqtt::describe_exception(e, mqtt5);
+    if (s.find(": the broker refused: ") != std::string::npos) return s;
     if (e.get_return_code() == MQTTASYNC_FAILURE)
         return s + " (nothing accepted the connection: is a broker running there, and is the URI right?)";
     return s;
@@ -84,11 +31,7 @@ bool is_tls_uri(const std::string& u) {
 }  // namespace
 
 Client::Client(ConnectSettings s) : s_(std::move(s)) {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        MQTTAsync_setTraceCallback(trace_callback);
-        MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_PROTOCOL);
-    });
+    cpn::mqtt::install_trace_once();
     ::mqtt::create_options copts(s_.mqtt5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
     client_ = std::make_unique<::mqtt::async_client>(s_.uris.front(), s_.client_id, copts,
                                                      static_cast<::mqtt::iclient_persistence*>(nullptr));

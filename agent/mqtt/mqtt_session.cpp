@@ -19,85 +19,12 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include "mqtt/reason_words.hpp"
+
 namespace cpn::mqtt {
 
 namespace {
 
-/* The last TLS error Paho C reported, from its trace stream. Paho C++ 1.2's per-connection
- * ssl error_handler keeps a pointer into options it copies, and crashes when OpenSSL reports an
- * error (paho.mqtt.cpp #325); the C library's trace callback is global and has no such problem. */
-std::mutex g_tls_mu;
-std::string g_tls_error;
-
-void trace_callback(enum MQTTASYNC_TRACE_LEVELS, char* message) {
-    // Called for every packet at PROTOCOL level: filter on the raw text before allocating.
-    if (message == nullptr || std::strstr(message, "SSL") == nullptr) return;
-    const char* alert = std::strstr(message, "SSL alert");
-    const char* err = std::strstr(message, "SSLSocket error");
-    if (alert == nullptr && err == nullptr) return;
-    std::string m(alert ? alert : err);
-    while (!m.empty() && (m.back() == '\n' || m.back() == '\r')) m.pop_back();
-    std::lock_guard<std::mutex> g(g_tls_mu);
-    if (alert != nullptr || g_tls_error.empty()) g_tls_error = m;  // the alert names the cause
-}
-
-void install_trace_once() {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        MQTTAsync_setTraceCallback(trace_callback);
-        // PROTOCOL is the quietest level that still carries TLS alerts ("unknown CA").
-        MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_PROTOCOL);
-    });
-}
-
-std::string take_tls_error() {
-    std::lock_guard<std::mutex> g(g_tls_mu);
-    std::string e = std::move(g_tls_error);
-    g_tls_error.clear();
-    return e;
-}
-
-/* The words for a refused CONNECT: MQTT 5 reason codes and MQTT 3.1.1 return codes. */
-const char* connack_words(int code, bool mqtt5) {
-    if (!mqtt5) {
-        switch (code) {
-            case 1: return "unacceptable protocol version";
-            case 2: return "client identifier rejected";
-            case 3: return "server unavailable";
-            case 4: return "bad user name or password";
-            case 5: return "not authorized";
-            default: return nullptr;
-        }
-    }
-    switch (code) {
-        case 128: return "unspecified error";
-        case 129: return "malformed packet";
-        case 130: return "protocol error";
-        case 131: return "implementation specific error";
-        case 132: return "unsupported protocol version";
-        case 133: return "client identifier not valid";
-        case 134: return "bad user name or password";
-        case 135: return "not authorized";
-        case 136: return "server unavailable";
-        case 137: return "server busy";
-        case 138: return "banned";
-        case 140: return "bad authentication method";
-        case 149: return "packet too large";
-        case 151: return "quota exceeded";
-        case 156: return "use another server";
-        case 157: return "server moved";
-        case 159: return "connection rate exceeded";
-        default: return nullptr;
-    }
-}
-
-/* Turns a Paho failure into words an operator can act on. */
-std::string describe(const ::mqtt::exception& e, bool mqtt5 = true) {
-    std::string s = e.what();
-    if (const char* w = connack_words(e.get_return_code(), mqtt5)) s += std::string(": the broker refused: ") + w;
-    else if (const char* w2 = connack_words(e.get_reason_code(), true)) s += std::string(": the broker refused: ") + w2;
-    return s;
-}
 
 /* Paho C never sets TCP_NODELAY on its socket, and has no option for it: each small publish then
  * waits for the broker's delayed ACK (about 40 ms on Linux) whenever an earlier segment is
@@ -168,7 +95,7 @@ struct Session::Impl {
             else client->publish(msg, reinterpret_cast<void*>(static_cast<intptr_t>(tag)), delivery_listener);
             return true;
         } catch (const ::mqtt::exception& e) {
-            if (why) *why = "publish to " + m.topic + ": " + describe(e);
+            if (why) *why = "publish to " + m.topic + ": " + describe_exception(e);
             return false;
         }
     }
@@ -333,7 +260,7 @@ Status Session::start_connect(const OutgoingMessage& will) {
         im->connect_token = im->client->connect(b.finalize(), nullptr, im->connect_listener);
         return {};
     } catch (const ::mqtt::exception& e) {
-        return {Code::unavailable, "connect: " + describe(e)};
+        return {Code::unavailable, "connect: " + describe_exception(e)};
     } catch (const std::exception& e) {
         return {Code::internal, std::string("connect: ") + e.what()};
     }
@@ -364,7 +291,7 @@ Status Session::wait_connected(int timeout_ms) {
         return {};
     } catch (const ::mqtt::exception& e) {
         im->connect_token.reset();
-        std::string why = describe(e, im->s.mqtt5);
+        std::string why = describe_exception(e, im->s.mqtt5);
         std::string tls = take_tls_error();
         if (tls.find("unknown CA") != std::string::npos || tls.find("bad certificate") != std::string::npos ||
             tls.find("certificate") != std::string::npos)
@@ -398,7 +325,7 @@ Status Session::publish_sync(const OutgoingMessage& m, int timeout_ms) {
                                                  std::to_string(timeout_ms) + " ms"};
         return {};
     } catch (const ::mqtt::exception& e) {
-        return {Code::unavailable, "publish to " + m.topic + ": " + describe(e)};
+        return {Code::unavailable, "publish to " + m.topic + ": " + describe_exception(e)};
     }
 }
 
@@ -435,7 +362,7 @@ Status Session::subscribe(const std::string& topic, int qos, int timeout_ms) {
             return {Code::deadline_exceeded, "subscribe to " + topic + ": no answer"};
         return {};
     } catch (const ::mqtt::exception& e) {
-        return {Code::unavailable, "subscribe to " + topic + ": " + describe(e)};
+        return {Code::unavailable, "subscribe to " + topic + ": " + describe_exception(e)};
     }
 }
 

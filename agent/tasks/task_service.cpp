@@ -16,9 +16,9 @@
 #include <tuple>
 #include <unordered_map>
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include "core/codec.hpp"
 #include "mqtt/messages.hpp"
 
 namespace cpn::tasks {
@@ -26,42 +26,6 @@ namespace cpn::tasks {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string hex(const unsigned char* p, size_t n) {
-    static const char* d = "0123456789abcdef";
-    std::string s(n * 2, '0');
-    for (size_t i = 0; i < n; ++i) {
-        s[2 * i] = d[p[i] >> 4];
-        s[2 * i + 1] = d[p[i] & 15];
-    }
-    return s;
-}
-
-std::string sha256_hex(const std::string& data) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-    return hex(md, n);
-}
-
-std::string encode_base64(const std::string& in) {
-    static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-        out += {a[v >> 18], a[(v >> 12) & 63], a[(v >> 6) & 63], a[v & 63]};
-    }
-    if (i + 1 == in.size()) {
-        const uint32_t v = uint8_t(in[i]) << 16;
-        out += {a[v >> 18], a[(v >> 12) & 63], '=', '='};
-    } else if (i + 2 == in.size()) {
-        const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-        out += {a[v >> 18], a[(v >> 12) & 63], a[(v >> 6) & 63], '='};
-    }
-    return out;
-}
 
 /* Journal reasons are stored as "<code>: <message>"; the published message splits them. */
 const std::set<std::string>& reason_codes() {
@@ -321,7 +285,7 @@ struct TaskService::Impl {
         if (!w.output.empty()) {
             nlohmann::json out = {{"size", w.output.size()}, {"sha256", sha256_hex(w.output)}};
             if (static_cast<int64_t>(w.output.size()) <= cfg.inline_result_bytes) {
-                out["base64"] = encode_base64(w.output);
+                out["base64"] = base64_encode(w.output);
             } else {
                 const std::string dir = cfg.state_dir + "/results";
                 std::error_code ec;

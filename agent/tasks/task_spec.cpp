@@ -1,6 +1,8 @@
 // task_spec.cpp: submit parsing, validation and requirement matching.
 #include "tasks/task_spec.hpp"
 
+#include "core/codec.hpp"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -112,34 +114,7 @@ std::optional<KindInfo> find_kind(const std::string& name) {
     return std::nullopt;
 }
 
-bool decode_base64(const std::string& in, std::string& out) {
-    static const std::string kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    out.clear();
-    if (in.size() % 4 != 0) return false;
-    out.reserve(in.size() / 4 * 3);
-    for (size_t i = 0; i < in.size(); i += 4) {
-        uint32_t v = 0;
-        int pad = 0;
-        for (size_t j = 0; j < 4; ++j) {
-            const char c = in[i + j];
-            if (c == '=') {
-                // Padding only in the last quantum, at its end.
-                if (i + 4 != in.size() || j < 2) return false;
-                ++pad;
-                v <<= 6;
-                continue;
-            }
-            if (pad > 0) return false;
-            const size_t k = kAlphabet.find(c);
-            if (k == std::string::npos) return false;
-            v = (v << 6) | static_cast<uint32_t>(k);
-        }
-        out.push_back(static_cast<char>((v >> 16) & 0xff));
-        if (pad < 2) out.push_back(static_cast<char>((v >> 8) & 0xff));
-        if (pad < 1) out.push_back(static_cast<char>(v & 0xff));
-    }
-    return true;
-}
+bool decode_base64(const std::string& in, std::string& out) { return base64_decode(in, out); }
 
 std::variant<TaskSpec, Rejection> parse_submit(const std::string& payload, const AdmissionLimits& limits) {
     if (payload.size() > limits.max_submit_bytes)

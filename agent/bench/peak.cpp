@@ -109,6 +109,21 @@ CpuUarch cpu_uarch(const Device& d) {
             case 0xae: u = intel_avx512_server("Granite Rapids", true); break;
             default: break;
         }
+        const bool amx = has_isa(d, "amx_tile") || has_isa(d, "amx_bf16") || has_isa(d, "amx_int8");
+        if (u.name.empty() && amx && has_isa(d, "avx512f")) {
+            // A model number not in the table (hypervisors often report a generic one) with
+            // AMX: only Xeon server cores (Sapphire Rapids and later) have AMX, and those have
+            // two 512-bit FMA units.
+            u = intel_avx512_server("Intel Xeon with AMX (model not in the table)",
+                                    has_isa(d, "amx_bf16") && has_isa(d, "avx512_fp16"));
+            u.source = "not in the table, identified by AMX: " + u.source;
+            u.assumed = true;
+        } else if (u.name.empty() && has_isa(d, "avx512f")) {
+            u = {"unknown Intel AVX-512 core", 32, 64, 0, 0, 0, 0, 0,
+                 "not in the table: assumed two 512-bit FMA units (server cores; client cores "
+                 "with AVX-512 have one, which makes this peak twice theirs)",
+                 true};
+        }
         if (u.name.empty() && has_isa(d, "avx2") && has_isa(d, "fma")) {
             u = {"Intel AVX2 core", 16, 32, 0, 0, has_isa(d, "avx_vnni") ? 128.0 : 0.0, 0, 0,
                  "Intel Optimization Reference Manual: two 256-bit FMA units (Haswell and later "

@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -223,6 +224,38 @@ std::string check_reply_prefix(const std::string& s) {
         return "'" + s + "' is not a topic prefix (non-empty, ends with '/', no '+', '#', leading '/' or '$')";
     return {};
 }
+/* metrics.prometheus.listen: "host:port". The HTTP server (Debian's civetweb, built without
+ * IPv6) binds an IPv4 address and does not resolve names, so the host is an IPv4 address. */
+std::string check_listen(const std::string& s) {
+    const size_t colon = s.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+        return "'" + s + "' is not a listen address (expected host:port, e.g. 127.0.0.1:9464)";
+    const std::string host = s.substr(0, colon), port = s.substr(colon + 1);
+    const bool digits = !port.empty() && port.size() <= 5 &&
+                        std::all_of(port.begin(), port.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (!digits || std::stoi(port) < 1 || std::stoi(port) > 65535)
+        return "'" + s + "': port '" + port + "' is not a number between 1 and 65535";
+    in_addr v4{};
+    if (::inet_pton(AF_INET, host.c_str(), &v4) != 1)
+        return "'" + s + "': host '" + host +
+               "' is not an IPv4 address (the metrics server binds IPv4 addresses only and resolves no names; "
+               "e.g. 127.0.0.1, or 0.0.0.0 for every interface)";
+    return {};
+}
+/* metrics.prometheus.enabled: in a binary built without the exporter, true is an error rather
+ * than a setting silently ignored. */
+Setter prometheus_enabled_key() {
+    Setter set = bool_key([](Config& c) -> bool& { return c.metrics.prometheus.enabled; });
+    return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
+#if !CPN_WITH_PROMETHEUS
+        if (n.IsScalar() && n.Scalar() == "true")
+            return ctx.error(n.Mark(), key,
+                             "this cpn-agent was built without Prometheus support (CPN_PROMETHEUS=OFF or "
+                             "prometheus-cpp-dev missing at build time); set it to false or rebuild");
+#endif
+        set(n, key, ctx, c);
+    };
+}
 std::string check_capacity_mode(const std::string& s) {
     if (s != "quick" && s != "full" && s != "off")
         return "'" + s + "' is not a benchmark mode (expected quick, full or off)";
@@ -289,6 +322,12 @@ const std::vector<KeyDef>& key_defs() {
          int_key([](Config& c) -> int& { return c.broker.reconnect_max_ms; }, 1000, 3600000)},
         {{"telemetry.interval_s", "int", "10", "Seconds between telemetry messages (1-3600)"},
          int_key([](Config& c) -> int& { return c.telemetry.interval_s; }, 1, 3600)},
+        {{"metrics.prometheus.enabled", "bool", "false",
+          "Serve the telemetry as Prometheus metrics on GET /metrics (docs/metrics.md); needs a build with CPN_PROMETHEUS"},
+         prometheus_enabled_key()},
+        {{"metrics.prometheus.listen", "string", "\"127.0.0.1:9464\"",
+          "Address of the metrics endpoint, IPv4-address:port; 0.0.0.0 opens it to the network"},
+         string_key([](Config& c) -> std::string& { return c.metrics.prometheus.listen; }, check_listen)},
         {{"store.max_bytes", "int", "67108864",
           "Cap of the on-disk store-and-forward buffer in bytes; when full the oldest telemetry is dropped"},
          int64_key([](Config& c) -> int64_t& { return c.store.max_bytes; }, 65536, 1ll << 40)},

@@ -37,6 +37,12 @@ struct Config {
     struct Telemetry {
         int interval_s = 10;
     } telemetry;
+    struct Metrics {
+        struct Prometheus {
+            bool enabled = false;                   // an open port is opt-in
+            std::string listen = "127.0.0.1:9464";  // IPv4-address:port (no names, no IPv6)
+        } prometheus;
+    } metrics;
     struct Store {
         int64_t max_bytes = 64ll << 20;
         int64_t max_age_s = 7 * 24 * 3600;

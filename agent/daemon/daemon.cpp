@@ -26,8 +26,10 @@
 #include "core/paths.hpp"
 #include "core/subprocess.hpp"
 #include "core/log.hpp"
+#include "core/service_notify.hpp"
 #include "daemon/commands.hpp"
 #include "inventory/discovery.hpp"
+#include "metrics/prometheus_exporter.hpp"
 #include "mqtt/messages.hpp"
 #include "mqtt/mqtt_session.hpp"
 #include "plugin/isolated_probe.hpp"
@@ -92,6 +94,9 @@ private:
     void schedule_reconnect();
     // work
     void produce_telemetry();
+    // Prometheus endpoint (metrics.prometheus): started once, updated per sample and connection change
+    void start_metrics();
+    void update_metrics(const nlohmann::json* telemetry);
     void pump_outbox();
     void send_ack(const mqtt::Ack& ack);
     void handle_command(const std::string& payload);
@@ -136,6 +141,7 @@ private:
     int64_t bdseq_ = 0;          // the session of the current (or latest) connect attempt
     int64_t online_bdseq_ = 0;   // the latest session that was online: telemetry is stamped with it
     int failures_ = 0;
+    ServiceNotifier notify_;  // systemd: READY once the birth is out (or the broker is known down)
     Clock::time_point next_connect_{}, next_telemetry_{}, connect_started_{};
     int64_t highest_sent_ = 0;     // outbox ids up to this were published in this session
     std::set<int64_t> in_flight_;
@@ -158,6 +164,7 @@ private:
 
     // The remote-task path (opened once discovery has found the devices).
     std::unique_ptr<tasks::TaskService> tasks_;
+    std::unique_ptr<metrics::PrometheusExporter> metrics_;  // null: metrics off or not serving
     struct BenchOutcome {
         bool ok = false;
         std::string message;
@@ -223,7 +230,7 @@ int Daemon::load_configuration() {
             fatal = true;
         } else {
             spdlog::error("configuration: {} (feature '{}' {})", rep.errors[i], sec,
-                          sec == "telemetry" || sec == "store" ? "disabled" : "uses its defaults");
+                          sec == "telemetry" || sec == "store" || sec == "metrics" ? "disabled" : "uses its defaults");
             disabled.insert(sec);
         }
     }
@@ -234,6 +241,8 @@ int Daemon::load_configuration() {
     }
     telemetry_enabled_ = disabled.count("telemetry") == 0;
     if (disabled.count("store")) cfg_.store.max_bytes = -1;  // marks the store disabled
+    // A wrong metrics key turns the endpoint off, not on at the default address.
+    if (disabled.count("metrics")) cfg_.metrics.prometheus.enabled = false;
     finalise_config(cfg_);
     if (!opt_.log_level_override.empty()) (void)set_log_level(opt_.log_level_override);
     else (void)set_log_level(cfg_.log.level);
@@ -361,7 +370,13 @@ void Daemon::schedule_reconnect() {
     int delay = failures_ <= 0 ? 0 : static_cast<int>(jitter(rng_));
     next_connect_ = Clock::now() + std::chrono::milliseconds(delay);
     state_ = State::disconnected;
-    if (failures_ > 0) spdlog::info("mqtt: reconnecting in {} ms (attempt {})", delay, failures_ + 1);
+    if (failures_ > 0) {
+        spdlog::info("mqtt: reconnecting in {} ms (attempt {})", delay, failures_ + 1);
+        // The agent is up and doing its work offline (telemetry and task results are stored
+        // for later), so a dead broker does not hold `systemctl start` until it times out.
+        notify_.ready(fmt::format("offline: broker {} not reachable, attempt {} in {} ms; results are stored until it is",
+                                  fmt::join(cfg_.broker.uris, ", "), failures_ + 1, delay));
+    }
 }
 
 void Daemon::poll_connect() {
@@ -384,6 +399,8 @@ void Daemon::poll_connect() {
     if (on_connected()) {
         failures_ = 0;
         state_ = State::online;
+        update_metrics(nullptr);
+        notify_.ready(fmt::format("online: birth published to {} (session {})", session_->server_uri(), bdseq_));
     } else {
         ++failures_;
         session_->disconnect(200);
@@ -498,6 +515,42 @@ void Daemon::produce_telemetry() {
     } else {
         ++dropped_without_store_;
     }
+    update_metrics(&msg);  // online or not: the endpoint matters most while the broker is down
+}
+
+void Daemon::start_metrics() {
+    if (!cfg_.metrics.prometheus.enabled) return;
+    const std::string& listen = cfg_.metrics.prometheus.listen;
+    Result<std::unique_ptr<metrics::PrometheusExporter>> m = metrics::PrometheusExporter::start(listen);
+    if (!m.ok()) {
+        // Metrics are an extra: the agent's work (telemetry over MQTT, tasks) goes on without them.
+        spdlog::error("metrics: {}; running without Prometheus metrics (fix metrics.prometheus.listen or free the "
+                      "port, then restart)", m.status().message());
+        return;
+    }
+    metrics_ = std::move(m.value());
+    update_metrics(nullptr);
+    spdlog::info("metrics: Prometheus endpoint at http://{}/metrics", listen);
+}
+
+void Daemon::update_metrics(const nlohmann::json* telemetry) {
+    if (!metrics_) return;
+    metrics::AgentState s;
+    s.node_id = cfg_.node.id;
+    s.mqtt_connected = state_ == State::online;
+    s.bdseq = bdseq_;
+    if (outbox_) {
+        s.outbox_buffered = outbox_->count();
+        s.outbox_dropped_total = outbox_->dropped_total();
+    }
+    if (tasks_) {
+        const tasks::TaskService::Counts c = tasks_->counts();
+        s.tasks_queued = c.queued;
+        s.tasks_running = c.running;
+        s.tasks_unhealthy_devices = c.unhealthy_devices;
+    }
+    if (telemetry) metrics_->update_telemetry(*telemetry);
+    metrics_->update_state(s);
 }
 
 void Daemon::pump_outbox() {
@@ -1043,6 +1096,7 @@ int Daemon::run() {
     online_bdseq_ = bdseq_;
     topics_ = std::make_unique<mqtt::Topics>(cfg_.node.id);
     open_state();
+    start_metrics();  // after the signal mask above: its server threads inherit it
     start_signal_thread();
     // Discovery (vendor probes in child processes) overlaps the first connect; the birth waits
     // for it, so start-to-birth costs max(discovery, connect) rather than their sum.
@@ -1071,6 +1125,7 @@ int Daemon::run() {
 
     while (!stopping_) {
         auto now = Clock::now();
+        notify_.keepalive(now);
         if (state_ == State::disconnected && now >= next_connect_) start_connect();
         if (state_ == State::connecting) poll_connect();
         if (discovery_.valid() && discovery_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
@@ -1091,6 +1146,7 @@ int Daemon::run() {
         if (state_ == State::connecting) until = std::min(until, now + std::chrono::milliseconds(500));
         if (discovery_.valid()) until = std::min(until, now + std::chrono::milliseconds(20));
         if (tasks_) until = std::min(until, tasks_->next_deadline());
+        until = std::min(until, notify_.next_keepalive());
         // Up to 512 events per round, then the task path commits what they brought (group commit).
         int handled = 0;
         for (std::optional<Event> e = wait_event(until); e; e = ++handled < 512 ? wait_event(Clock::now()) : std::nullopt) {
@@ -1098,10 +1154,12 @@ int Daemon::run() {
                 case Event::lost:
                     if (state_ == State::online) {
                         spdlog::warn("mqtt: connection lost: {}", e->a);
+                        notify_.status("offline: connection lost: " + e->a);
                         failures_ = 1;
                         in_flight_.clear();
                         if (tasks_) tasks_->on_offline();
                         schedule_reconnect();
+                        update_metrics(nullptr);
                     }
                     break;
                 case Event::message:
@@ -1133,10 +1191,13 @@ int Daemon::run() {
                     }
                     break;
                 case Event::terminate:
+                    notify_.stopping("stopping: publishing the death certificate");
                     shutdown();
                     return 0;
                 case Event::reload:
+                    notify_.reloading();
                     reload();
+                    notify_.ready(notify_.last_status());
                     break;
                 case Event::connect_done:
                     if (state_ == State::connecting) poll_connect();

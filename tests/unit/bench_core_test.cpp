@@ -107,6 +107,16 @@ TEST(BenchPeak, KnownCpus) {
     expect_near_rel(theoretical_peak(spr, "bench.mm.int8", 0, 0).value, 56 * 2e9 * 4096, 1e-9);
     expect_near_rel(theoretical_peak(spr, "bench.fp16", 0, 0).value, 56 * 2e9 * 128, 1e-9);
 
+    // A VM whose hypervisor reports a client model number (0xa7) for a Xeon with AMX (this
+    // project's build machine): identified by AMX as a server core with two 512-bit FMA units,
+    // labelled as an assumption.
+    Device vm = cpu_device("Intel", 6, 0xa7, 2, 2600,
+                           {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"});
+    EXPECT_TRUE(cpu_uarch(vm).assumed);
+    EXPECT_NE(cpu_uarch(vm).name.find("AMX"), std::string::npos);
+    expect_near_rel(theoretical_peak(vm, "bench.fp32", 0, 0).value, 2 * 2.6e9 * 64, 1e-9);
+    expect_near_rel(theoretical_peak(vm, "bench.mm.bf16", 0, 0).value, 2 * 2.6e9 * 2048, 1e-9);
+
     // Intel client core with AVX2 only (e.g. Core i7-8700, family 6 model 0x9e, 6 cores, 4.6 GHz).
     Device client = cpu_device("Intel", 6, 0x9e, 6, 4600, {"avx2", "fma"});
     expect_near_rel(theoretical_peak(client, "bench.fp32", 0, 0).value, 6 * 4.6e9 * 32, 1e-9);

@@ -104,6 +104,22 @@ INSTANTIATE_TEST_SUITE_P(
                 "info, warn, error or off)"},
         BadCase{"BadProtocol", "broker:\n  protocol: 4\n",
                 "agent.yaml:2:13: broker.protocol: '4' is not an MQTT version (expected 5 or 3.1.1)"},
+        BadCase{"MetricsListenHostNotAnAddress", "metrics:\n  prometheus:\n    listen: localhost:9464\n",
+                "agent.yaml:3:13: metrics.prometheus.listen: 'localhost:9464': host 'localhost' is not an IPv4 "
+                "address (the metrics server binds IPv4 addresses only and resolves no names; e.g. 127.0.0.1, or "
+                "0.0.0.0 for every interface)"},
+        BadCase{"MetricsListenIpv6", "metrics:\n  prometheus:\n    listen: \"[::1]:9464\"\n",
+                "agent.yaml:3:13: metrics.prometheus.listen: '[::1]:9464': host '[::1]' is not an IPv4 address (the "
+                "metrics server binds IPv4 addresses only and resolves no names; e.g. 127.0.0.1, or 0.0.0.0 for "
+                "every interface)"},
+        BadCase{"MetricsListenPortOutOfRange", "metrics:\n  prometheus:\n    listen: \"127.0.0.1:99999\"\n",
+                "agent.yaml:3:13: metrics.prometheus.listen: '127.0.0.1:99999': port '99999' is not a number "
+                "between 1 and 65535"},
+        BadCase{"MetricsListenWithoutPort", "metrics:\n  prometheus:\n    listen: \"9464\"\n",
+                "agent.yaml:3:13: metrics.prometheus.listen: '9464' is not a listen address (expected host:port, "
+                "e.g. 127.0.0.1:9464)"},
+        BadCase{"MetricsEnabledNotBool", "metrics:\n  prometheus:\n    enabled: yes\n",
+                "agent.yaml:3:14: metrics.prometheus.enabled: expected true or false, got 'yes'"},
         BadCase{"SectionNotAMap", "plugins: all\n",
                 "agent.yaml:1:10: plugins: expected a mapping (a section), got 'all'"},
         BadCase{"BackendNameInvalid", "plugins:\n  enable: [OpenCL]\n",
@@ -122,6 +138,30 @@ INSTANTIATE_TEST_SUITE_P(
                 "agent.yaml:2:10: log.level: 'loud' is not a log level (expected trace, debug, "
                 "info, warn, error or off)\nagent.yaml:3:12: state_dir: 'x' must be an absolute path"}),
     [](const ::testing::TestParamInfo<BadCase>& i) { return std::string(i.param.name); });
+
+TEST(Config, PrometheusMetricsKeys) {
+    Result<Config> d = parse_config("", "agent.yaml");
+    ASSERT_TRUE(d.ok());
+    EXPECT_FALSE(d->metrics.prometheus.enabled);
+    EXPECT_EQ(d->metrics.prometheus.listen, "127.0.0.1:9464");
+    for (const char* listen : {"0.0.0.0:1", "127.0.0.1:65535", "10.1.2.3:9100"}) {
+        Result<Config> c = parse_config(std::string("metrics:\n  prometheus:\n    listen: \"") + listen + "\"\n",
+                                        "agent.yaml");
+        ASSERT_TRUE(c.ok()) << listen << ": " << c.status().message();
+        EXPECT_EQ(c->metrics.prometheus.listen, listen);
+    }
+    // Enabling it needs a binary built with the exporter; otherwise it says so, where.
+    Result<Config> on = parse_config("metrics:\n  prometheus:\n    enabled: true\n", "agent.yaml");
+#if CPN_WITH_PROMETHEUS
+    ASSERT_TRUE(on.ok()) << on.status().message();
+    EXPECT_TRUE(on->metrics.prometheus.enabled);
+#else
+    ASSERT_FALSE(on.ok());
+    EXPECT_EQ(on.status().message(),
+              "agent.yaml:3:14: metrics.prometheus.enabled: this cpn-agent was built without Prometheus support "
+              "(CPN_PROMETHEUS=OFF or prometheus-cpp-dev missing at build time); set it to false or rebuild");
+#endif
+}
 
 TEST(Config, MissingExplicitFileIsAnError) {
     Result<Config> c = load_config("/nonexistent/agent.yaml", true);

@@ -785,6 +785,7 @@ class Agent:
         self.stderr_path = self.dir / "agent.stderr"
         self.proc = None
         self.runs = 0
+        self.env = {}  # extra environment of the agent process (e.g. NOTIFY_SOCKET)
         self.settings = {
             "node.id": node,
             "node.site": "s1",
@@ -843,7 +844,7 @@ class Agent:
         err.flush()
         self.proc = subprocess.Popen(
             [str(AGENT_BIN), "--config", str(self.config_path), "run", "--plugin-dir", str(PLUGIN_DIR)],
-            stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            stdin=subprocess.DEVNULL, stdout=err, stderr=err, env={**os.environ, **self.env})
         err.close()
         self.started_at = time.monotonic()
         return self

@@ -633,7 +633,7 @@ int run(int argc, char** argv) {
     auto* o_di = submit->add_option("--device-id", device_id, "Run on this device of the node");
     submit->add_option("-o,--output", so.output, "Write the result's output bytes to this file (- : standard "
                                                  "output), after checking their sha256");
-    submit->add_flag("--no-wait", so.no_wait, "Return after the first answer (QUEUED or REJECTED)");
+    submit->add_flag("--no-wait", so.no_wait, "Return after the first answer (QUEUED, RUNNING, or REJECTED)");
 
     // status, cancel
     RequestOptions st, ca;

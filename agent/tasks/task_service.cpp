@@ -996,15 +996,28 @@ void TaskService::flush() {
     TaskJournal::Group& grp = g.value();
     std::vector<size_t> duplicates;  // re-sent submits, answered once the changes are out
 
-    // Committed: publish, in order, and start the threads.
+    // Committed: publish, in order, and start the threads. A task whose state changed more than
+    // once in this commit (admitted and started; or admitted, run inline and ended) is published
+    // once, at its latest version: the earlier ones are already superseded (protocol.md, "Task
+    // states and versions"). This halves, or better, the messages of a burst of short tasks.
+    std::map<std::string, size_t> latest;  // task id -> position of its last record in this commit
+    size_t pos = 0;
+    for (const auto& a : grp.accepted)
+        if (a.ok() && a.value().second) latest[a.value().first.id] = pos++;
+    for (const auto& t : grp.transitioned)
+        if (t.ok()) latest[t.value().id] = pos++;
+    pos = 0;
     for (size_t i = 0; i < grp.accepted.size(); ++i) {
         if (!grp.accepted[i].ok()) {
             spdlog::warn("tasks: {}", grp.accepted[i].status().message());
             continue;
         }
         auto& [rec, created] = grp.accepted[i].value();
-        if (created) (void)m.publish_state(rec, true);
-        else duplicates.push_back(i);
+        if (!created) {
+            duplicates.push_back(i);
+            continue;
+        }
+        if (latest[rec.id] == pos++) (void)m.publish_state(rec, true);
     }
     for (Result<TaskRecord>& t : grp.transitioned) {
         if (!t.ok()) {
@@ -1015,7 +1028,7 @@ void TaskService::flush() {
         TaskRecord& rec = t.value();
         auto it = m.live.find(rec.id);
         if (it != m.live.end()) it->second.rec = rec;
-        (void)m.publish_state(rec, true);
+        if (latest[rec.id] == pos++) (void)m.publish_state(rec, true);
         if (is_terminal(rec.state)) {
             if (rec.state != TaskState::succeeded)
                 spdlog::info("tasks: {} {}{}{}", rec.id, to_string(rec.state), rec.reason.empty() ? "" : ": ", rec.reason);

@@ -234,8 +234,9 @@ def test_cpnctl_submit_no_wait_returns_first_answer(broker, make_agent, node_id)
                "--kind", "echo", "--id", "nw-1", "--param", "sleep_ms=3000", "--no-wait")
     assert r.rc == 0, r
     assert time.monotonic() - t0 < 3.0, "--no-wait waited for the task to end"
-    assert_task_state(r.doc(), task_id="nw-1", version=1)
-    assert r.doc()["state"] in ("QUEUED", "RUNNING"), r
+    # Admitted and started in one commit: the first answer is RUNNING v2 (protocol.md).
+    assert_task_state(r.doc(), task_id="nw-1", version=2)
+    assert r.doc()["state"] == "RUNNING", r
 
 
 def test_cpnctl_submit_large_output_by_path(broker, make_agent, node_id, workdir):
@@ -361,7 +362,7 @@ def test_cpnctl_watch_prints_task_events(broker, make_agent, node_id):
         assert not sch.errors(name, m), (sch.errors(name, m), m)
         if m["type"] == "task_state" and m["task_id"] == "w-1":
             states[m["version"]] = m["state"]
-    assert states == {1: "QUEUED", 2: "RUNNING", 3: "SUCCEEDED"}, states
+    assert states == {2: "RUNNING", 3: "SUCCEEDED"}, states
 
 
 # --------------------------------------------------------------------------------------------

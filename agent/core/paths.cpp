@@ -1,5 +1,6 @@
 #include "core/paths.hpp"
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -9,6 +10,11 @@ std::string executable_path() {
     std::error_code ec;
     auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
     return ec ? std::string() : p.string();
+}
+
+std::string self_exec_path() {
+    const char* v = std::getenv("CPN_AGENT_SELF_EXEC");
+    return v != nullptr && v[0] == '/' ? std::string(v) : executable_path();
 }
 
 std::string default_plugin_dir() {

@@ -9,6 +9,12 @@ namespace cpn {
 /* Absolute path of the running executable (/proc/self/exe). */
 std::string executable_path();
 
+/* The program that runs this agent again (the probe-plugin and bench children): $CPN_AGENT_SELF_EXEC
+ * when set to an absolute path, else executable_path(). Lets a launcher stand in for the binary,
+ * e.g. one that runs a cross-built agent under qemu-user, which the kernel cannot exec without
+ * binfmt_misc (tests/CMakeLists.txt, docs/portability.md). */
+std::string self_exec_path();
+
 /* <dir of the executable>/../<libdir>/cpn-agent/backends, normalised. */
 std::string default_plugin_dir();
 

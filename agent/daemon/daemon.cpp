@@ -753,7 +753,7 @@ void Daemon::start_bench(const std::string& mode, const std::vector<std::string>
     bench_running_ = true;
     bench_devices_ = devices;
     if (bench_thread_.joinable()) bench_thread_.join();
-    std::vector<std::string> argv = {executable_path()};
+    std::vector<std::string> argv = {self_exec_path()};
     std::error_code ec;
     if (std::filesystem::exists(opt_.config_path, ec)) argv.insert(argv.end(), {"--config", opt_.config_path});
     argv.insert(argv.end(), {"--log-level", "warn", "bench", mode == "full" ? "--full" : "--quick", "--no-store",
@@ -1023,7 +1023,7 @@ void Daemon::open_tasks() {
             if (it == plugin_paths.end()) continue;
             // The plugin reports its own ids (the node-level id comes from the merge), so the
             // device is recognised by what identifies the hardware.
-            for (const PluginOutcome& o : probe_plugins_isolated(executable_path(), {it->second}, probe_timeout))
+            for (const PluginOutcome& o : probe_plugins_isolated(self_exec_path(), {it->second}, probe_timeout))
                 for (const Device& found : o.devices) {
                     if (found.device_class != d.device_class) continue;
                     if (!d.uuid.empty() && found.uuid == d.uuid) return true;

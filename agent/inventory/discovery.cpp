@@ -26,7 +26,7 @@ DiscoveryOptions discovery_options(const Config& cfg) {
     o.probe_timeout_ms = cfg.discovery.probe_timeout_ms;
     o.sysfs_root = cfg.discovery.sysfs_root;
     o.pci_ids_path = CPN_PCI_IDS_PATH;
-    o.helper = executable_path();
+    o.helper = self_exec_path();
     o.node_id = cfg.node.id;
     o.site = cfg.node.site;
     return o;

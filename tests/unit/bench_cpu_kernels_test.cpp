@@ -201,6 +201,8 @@ TEST_F(BenchCpu, Fp16WithoutNativeArithmeticSaysSo) {
     cpn_query_result q;
     ASSERT_EQ(query("bench.fp16", "{}", q), CPN_OK) << err.text;
     if (q.supported == 1) GTEST_SKIP() << "this CPU has native fp16 arithmetic";
+    // An arm64 core with fp16 arithmetic (fphp) for which the backend has no fp16 kernel yet.
+    if (std::string(q.reason).find("present") != std::string::npos) GTEST_SKIP() << q.reason;
     EXPECT_NE(std::string(q.reason).find("fp16"), std::string::npos) << q.reason;
     EXPECT_NE(std::string(q.reason).find("absent"), std::string::npos) << q.reason;
 }

@@ -15,6 +15,7 @@ bool has(const std::vector<std::string>& v, const std::string& s) {
     return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+#if defined(__x86_64__)
 /* The flags line of this machine's /proc/cpuinfo, as a set. */
 std::set<std::string> this_machine_flags() {
     std::ifstream in("/proc/cpuinfo");
@@ -30,6 +31,7 @@ std::set<std::string> this_machine_flags() {
     }
     return {};
 }
+#endif
 
 TEST(CpuScan, ThisMachineCoresThreadsAndIsa) {
     HostScan hs = scan_host();

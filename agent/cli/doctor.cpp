@@ -33,6 +33,7 @@
 
 #include "core/paths.hpp"
 #include "inventory/discovery.hpp"
+#include "inventory/render.hpp"
 #include "mqtt/mqtt_session.hpp"
 #include "mqtt/reason_words.hpp"
 #include "plugin/plugin_library.hpp"
@@ -67,18 +68,6 @@ std::string owner_name(uid_t uid) {
 std::string mode_text(mode_t m) {
     char s[8];
     std::snprintf(s, sizeof s, "%04o", static_cast<unsigned>(m & 07777));
-    return s;
-}
-
-std::string human_bytes(double b) {
-    static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    int u = 0;
-    while (b >= 1024 && u < 5) {
-        b /= 1024;
-        ++u;
-    }
-    char s[32];
-    std::snprintf(s, sizeof s, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
     return s;
 }
 

@@ -7,21 +7,22 @@
 #include <yaml-cpp/yaml.h>
 
 namespace cpn {
-namespace {
-
-std::string human_bytes(uint64_t b) {
-    if (b == 0) return "-";
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = static_cast<double>(b);
+std::string human_bytes(double b) {
+    static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
     int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
+    while (b >= 1024 && u < 5) {
+        b /= 1024;
         ++u;
     }
     char buf[32];
-    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
     return buf;
 }
+
+namespace {
+
+/* A size in the table: "-" when unknown (0). */
+std::string table_bytes(uint64_t b) { return b == 0 ? "-" : human_bytes(static_cast<double>(b)); }
 
 /* Columns sized to their widest cell; the last column is never padded. */
 std::string table(const std::vector<std::vector<std::string>>& rows) {
@@ -90,7 +91,7 @@ std::string render_table(const Inventory& inv) {
     std::ostringstream s;
     s << "Node " << (inv.node.id.empty() ? inv.node.hostname : inv.node.id);
     if (!inv.node.site.empty()) s << " (site " << inv.node.site << ")";
-    s << ": " << inv.node.os << " " << inv.node.arch << ", " << human_bytes(inv.node.memory_bytes)
+    s << ": " << inv.node.os << " " << inv.node.arch << ", " << table_bytes(inv.node.memory_bytes)
       << " memory, " << inv.node.numa_nodes << " NUMA node" << (inv.node.numa_nodes == 1 ? "" : "s")
       << "\n\n";
 
@@ -102,7 +103,7 @@ std::string render_table(const Inventory& inv) {
         std::string health = d.health.healthy ? (d.runtimes.empty() ? "no runtime" : "ok")
                                               : "unhealthy: " + d.health.reason;
         rows.push_back({d.id, to_string(d.device_class), d.vendor.empty() ? "-" : d.vendor,
-                        d.model.empty() ? "-" : d.model, human_bytes(d.memory_bytes),
+                        d.model.empty() ? "-" : d.model, table_bytes(d.memory_bytes),
                         d.compute_units ? std::to_string(d.compute_units) : "-",
                         d.max_clock_mhz ? std::to_string(d.max_clock_mhz) + " MHz" : "-",
                         rts.empty() ? "-" : rts, health});
@@ -113,8 +114,8 @@ std::string render_table(const Inventory& inv) {
         if (d.cpu) {
             const CpuDetails& c = *d.cpu;
             s << "\nCPU: " << c.sockets << " socket" << (c.sockets == 1 ? "" : "s") << ", " << c.cores
-              << " cores, " << c.threads << " threads; L2 " << human_bytes(c.l2_bytes) << ", L3 "
-              << human_bytes(c.l3_bytes) << "\n  ISA:";
+              << " cores, " << c.threads << " threads; L2 " << table_bytes(c.l2_bytes) << ", L3 "
+              << table_bytes(c.l3_bytes) << "\n  ISA:";
             for (const std::string& f : c.isa) s << " " << f;
             s << "\n  precisions:";
             for (Precision p : d.precisions) s << " " << to_string(p);

@@ -9,6 +9,9 @@
 
 namespace cpn {
 
+/* A size for people: "512 B", "1.5 GiB" (binary units, one decimal). */
+std::string human_bytes(double bytes);
+
 /* A readable table of devices and plugin outcomes. */
 std::string render_table(const Inventory& inv);
 

@@ -54,6 +54,15 @@ class NotifySocket:
         self.sock.close()
 
 
+def start_notified(agent, workdir, watchdog_usec=None):
+    """Starts the agent with a notify socket, as systemd would; returns it and the index of READY."""
+    ns = NotifySocket(workdir)
+    agent.env = ns.env(watchdog_usec)
+    agent.start()
+    i, _, _ = ns.wait("READY", "1")
+    return ns, i
+
+
 def retained_state(broker, node, timeout=5.0):
     """The retained message on the node's state topic, read by a fresh client."""
     got = []
@@ -101,10 +110,7 @@ def test_notify_ready_when_broker_is_down(make_agent, node_id, workdir):
 
 
 def test_watchdog_keepalives_from_the_main_loop(broker, brain, agent, node_id, workdir):
-    ns = NotifySocket(workdir)
-    agent.env = ns.env(watchdog_usec=1_000_000)  # WatchdogSec=1s: a keep-alive every 0.5 s
-    agent.start()
-    i, _, _ = ns.wait("READY", "1")
+    ns, i = start_notified(agent, workdir, watchdog_usec=1_000_000)  # WatchdogSec=1s: every 0.5 s
     time.sleep(3.0)
     ns.poll(0.1)
     beats = [t for t, m in ns.messages[i:] if m.get("WATCHDOG") == "1"]
@@ -122,20 +128,14 @@ def test_watchdog_keepalives_from_the_main_loop(broker, brain, agent, node_id, w
 
 
 def test_no_watchdog_without_watchdog_usec(broker, brain, agent, node_id, workdir):
-    ns = NotifySocket(workdir)
-    agent.env = ns.env()
-    agent.start()
-    ns.wait("READY", "1")
+    ns, _ = start_notified(agent, workdir)
     ns.poll(2.0)
     assert not [m for _, m in ns.messages if "WATCHDOG" in m], ns.messages
     ns.close()
 
 
 def test_notify_reload_and_stop(broker, brain, agent, node_id, workdir):
-    ns = NotifySocket(workdir)
-    agent.env = ns.env()
-    agent.start()
-    i, _, _ = ns.wait("READY", "1")
+    ns, i = start_notified(agent, workdir)
     agent.signal(signal.SIGHUP)
     j, _, _ = ns.wait("RELOADING", "1", since=i + 1)
     k, _, again = ns.wait("READY", "1", since=j + 1)
@@ -150,10 +150,7 @@ def test_notify_reload_and_stop(broker, brain, agent, node_id, workdir):
 
 
 def test_status_follows_connection_loss(broker, brain, agent, node_id, workdir):
-    ns = NotifySocket(workdir)
-    agent.env = ns.env()
-    agent.start()
-    i, _, _ = ns.wait("READY", "1")
+    ns, i = start_notified(agent, workdir)
     broker.stop()
     j, _, m = ns.wait("STATUS", timeout=20, since=i + 1)
     assert m["STATUS"].startswith("offline"), m

@@ -1154,7 +1154,6 @@ int Daemon::run() {
                 case Event::lost:
                     if (state_ == State::online) {
                         spdlog::warn("mqtt: connection lost: {}", e->a);
-                        notify_.status("offline: connection lost: " + e->a);
                         failures_ = 1;
                         in_flight_.clear();
                         if (tasks_) tasks_->on_offline();

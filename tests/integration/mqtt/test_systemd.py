@@ -185,3 +185,23 @@ def test_logs_go_to_the_journal_when_stderr_is_the_journal_stream(broker, brain,
     agent.signal(signal.SIGTERM)
     assert agent.wait_exit(10) == 0
     assert "running as node" in agent.stderr().split("===== run 2 =====", 1)[1]
+
+
+def test_bad_service_environment_is_harmless(broker, brain, agent, node_id, workdir):
+    """What a unit or a launcher may get wrong in the environment: a notify socket that does not
+    exist, a watchdog period that is not a number, a journal stream that is not one, a self-exec
+    path that does not exist. The agent logs on stderr, publishes its birth and stops cleanly;
+    the bad self-exec path shows as the plugins' probe failure, with the path, not as a crash."""
+    agent.env = {"NOTIFY_SOCKET": str(workdir / "no-such-dir" / "notify.sock"), "WATCHDOG_USEC": "banana",
+                 "JOURNAL_STREAM": "not-a-stream", "CPN_AGENT_SELF_EXEC": str(workdir / "no-such-agent")}
+    agent.start()
+    birth = brain.wait_birth(timeout=20)
+    inv = brain.wait_for("inventory", since=birth.index, timeout=10)
+    cpu = [p for p in inv.doc["inventory"]["plugins"] if p["name"] == "cpu"][0]
+    assert cpu["status"] != "ok" and "no-such-agent" in cpu["reason"], cpu
+    assert any(d["class"] == "cpu" for d in inv.doc["inventory"]["devices"]), "the host scan still finds the CPU"
+    assert "running as node" in agent.stderr(), agent.stderr()
+    mark = brain.mark()
+    agent.signal(signal.SIGTERM)
+    assert agent.wait_exit(10) == 0
+    brain.wait_for("state", lambda d: d["type"] == "death" and d["reason"] == "shutdown", since=mark)

@@ -670,16 +670,7 @@ ConfigOutcome check_configuration(const std::string& path, bool explicit_path) {
     ConfigOutcome out;
     std::error_code ec;
     const bool exists = fs::exists(path, ec);
-    if (fs::is_directory(path, ec)) {
-        // load_config would read it as an empty file, that is as the built-in defaults.
-        out.findings.push_back({"configuration", path, Level::fail,
-                                "is a directory, not a configuration file (it would read as empty: the built-in "
-                                "defaults)",
-                                "name the configuration file itself with --config (e.g. " + path + "/agent.yaml)"});
-        out.bad_sections = {"(file)"};
-        finalise_config(out.config);
-        return out;
-    }
+    const bool directory = fs::is_directory(path, ec);
     Result<Config> loaded = load_config(path, explicit_path);
     if (loaded.ok()) {
         out.config = loaded.value();
@@ -705,6 +696,8 @@ ConfigOutcome check_configuration(const std::string& path, bool explicit_path) {
     if (st.code() == Code::not_found) fix = "check the path given to --config (ls -l " + path + ")";
     else if (st.code() == Code::permission_denied)
         fix = "make it readable by " + current_user() + " (it holds no secrets: chmod 644 " + path + ")";
+    else if (directory)
+        fix = "name the configuration file itself with --config (e.g. " + path + "/agent.yaml)";
     size_t start = 0;
     const std::string& msg = st.message();
     while (start <= msg.size()) {
@@ -717,7 +710,7 @@ ConfigOutcome check_configuration(const std::string& path, bool explicit_path) {
     if (out.findings.empty()) out.findings.push_back({"configuration", path, Level::fail, "cannot be loaded", fix});
 
     out.bad_sections = {"(file)"};
-    if (st.code() == Code::invalid_argument && exists) {
+    if (st.code() == Code::invalid_argument && exists && !directory) {
         std::string text = read_text_file(path, (1u << 20) + 1);
         if (text.size() <= (1u << 20)) {
             ConfigReport rep = check_config(text, path);

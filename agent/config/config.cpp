@@ -556,6 +556,9 @@ Result<Config> load_config(const std::string& path, bool explicit_path) {
         if (!explicit_path) return Config{};
         return Status(Code::not_found, path + ": configuration file not found");
     }
+    // An ifstream opens a directory and reads it as empty, which would pass for "all defaults".
+    if (!std::filesystem::is_regular_file(path, ec))
+        return Status(Code::invalid_argument, path + ": not a regular file (a directory?); name the configuration file");
     std::ifstream in(path, std::ios::binary);
     if (!in) return Status(Code::permission_denied, path + ": cannot be read");
     std::ostringstream s;

@@ -165,6 +165,15 @@ TEST(Check, InvalidConfigurationBlocksOnlyTheChecksThatReadTheBrokenSections) {
     EXPECT_FALSE(c.config.node.id.empty()) << "finalised";
 }
 
+TEST(Check, ConfigurationThatIsADirectorySaysWhichFileToName) {
+    test::TempDir d;
+    doctor::ConfigOutcome c = doctor::check_configuration(d.path(), true);
+    ASSERT_TRUE(c.invalid());
+    EXPECT_EQ(c.findings.at(0).level, Level::fail);
+    EXPECT_NE(c.findings[0].message.find("not a regular file"), std::string::npos) << c.findings[0].message;
+    EXPECT_NE(c.findings[0].fix.find(d.path() + "/agent.yaml"), std::string::npos) << c.findings[0].fix;
+}
+
 // --- state directory ---------------------------------------------------------------------------
 
 TEST(Check, StateDirModesAndMissing) {

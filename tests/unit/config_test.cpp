@@ -185,6 +185,16 @@ TEST(Config, BinaryGarbageIsAClearError) {
         << c.status().message();
 }
 
+TEST(Config, DirectoryIsNotAConfigurationFile) {
+    // Read as a stream, a directory looks empty: it must not pass for "every key at its default".
+    test::TempDir dir;
+    for (bool explicit_path : {true, false}) {
+        Result<Config> c = load_config(dir.path(), explicit_path);
+        ASSERT_FALSE(c.ok());
+        EXPECT_EQ(c.status().message(), dir.path() + ": not a regular file (a directory?); name the configuration file");
+    }
+}
+
 TEST(Config, NodeIdDefaultsToHostName) {
     Config c;
     finalise_config(c);

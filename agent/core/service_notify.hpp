@@ -17,7 +17,6 @@ public:
 
     /* READY=1 with a status line; sent once, later calls only update the status. */
     void ready(const std::string& status);
-    bool is_ready() const { return ready_; }
     /* STATUS=, shown by `systemctl status`. Repeats of the same text are not re-sent. */
     void status(const std::string& status);
     const std::string& last_status() const { return last_status_; }
@@ -34,9 +33,6 @@ public:
     void keepalive(Clock::time_point now);
     /* When keepalive() next has something to send (time_point::max() without a watchdog). */
     Clock::time_point next_keepalive() const;
-
-    /* Whether NOTIFY_SOCKET was set (we run as a Type=notify service). */
-    bool active() const { return active_; }
 
 private:
     void send(const std::string& state);

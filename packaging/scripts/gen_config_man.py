@@ -78,9 +78,7 @@ def render(yaml_lines):
             path.append((indent, name))
             comment = []
             continue
-        # Drop the file's own header comment, which precedes the first key.
-        doc = " ".join(c for c in comment if not c.startswith("/etc/cpn-agent/agent.yaml")
-                       and not c.startswith("Every key is shown") and not c.startswith("out-of-range values are errors"))
+        doc = " ".join(comment)  # the comment right above the key (a blank line ends a comment)
         out.append(f".TP\n.B {esc(dotted)}\n")
         out.append(f"Default: {esc(value)}.\n")
         if doc:

@@ -111,7 +111,8 @@ def debs():
 def root(debs):
     """A clean Debian 12 (debootstrap minbase) with the same mirror and suites as the host; the
     first run caches it as a tarball in the work directory."""
-    unmount_all() if ROOT.exists() else None
+    if ROOT.exists():
+        unmount_all()
     shutil.rmtree(ROOT, ignore_errors=True)
     cache = WORK / f"{SUITE}-minbase.tar"
     ROOT.mkdir(parents=True)

@@ -41,6 +41,7 @@ target_packages=(
   libc6-dev libstdc++-12-dev libgcc-12-dev
   libhwloc-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev libsqlite3-dev libsystemd-dev
+  libspng-dev libtinyobjloader-dev
   libgtest-dev libgmock-dev
 )
 mkdir -p "$aptdir"/{lists/partial,cache/archives/partial,etc/parts} "$sysroot"

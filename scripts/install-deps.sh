@@ -13,14 +13,17 @@ packages=(
   libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev libsqlite3-dev mosquitto mosquitto-clients openssl
   # systemd integration (sd_notify, watchdog, journald) and the optional Prometheus endpoint
   libsystemd-dev prometheus-cpp-dev
+  # the render workload: PNG images, Wavefront OBJ meshes
+  libspng-dev libtinyobjloader-dev
   # backends: OpenCL (PoCL gives a real CPU device), oneAPI Level Zero loader, Xilinx XRT
   ocl-icd-opencl-dev opencl-headers opencl-c-headers pocl-opencl-icd libze-dev libze1 libxrt-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3 python3-jsonschema python3-pytest python3-paho-mqtt
   # the Debian packages (CPack) and their install test in a clean Debian 12 root
   dpkg-dev fakeroot lintian debootstrap systemd man-db groff-base
-  # the peer the OpenCL benchmark figures are compared against (bench/, not the tests)
-  clpeak
+  # the peers the benchmark figures are compared against (bench/, not the tests): clpeak for
+  # OpenCL, Intel Embree for BVH traversal
+  clpeak libembree-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -35,5 +35,6 @@ std::function<int()> add_probe_plugin_command(CLI::App& app);
 std::function<int()> add_run_command(CLI::App& app, const GlobalOptions& g);
 std::function<int()> add_bench_command(CLI::App& app, const GlobalOptions& g);
 std::function<int()> add_check_command(CLI::App& app, const GlobalOptions& g);
+std::function<int()> add_render_command(CLI::App& app, const GlobalOptions& g);
 
 }  // namespace cpn::cli

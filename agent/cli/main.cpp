@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
     reg(cpn::cli::add_run_command(app, g));
     reg(cpn::cli::add_bench_command(app, g));
     reg(cpn::cli::add_check_command(app, g));
+    reg(cpn::cli::add_render_command(app, g));
     reg(cpn::cli::add_probe_plugin_command(app));
 
     try {

@@ -78,6 +78,8 @@ struct Config {
         int64_t retention_s = 7 * 24 * 3600;
         std::string journal_sync = "full";           // "full" (fsync per commit) or "normal"
         std::string reply_prefix = "cpn/v1/replies/";
+        int64_t render_max_triangles = 20'000'000;   // a render scene's triangles at most
+        int64_t render_max_pixels = 7680ll * 4320;    // a render's width x height at most
     } tasks;
     std::string state_dir = "/var/lib/cpn-agent";
     struct Log {

@@ -34,6 +34,7 @@
 #include "mqtt/mqtt_session.hpp"
 #include "plugin/isolated_probe.hpp"
 #include "plugin/plugin_library.hpp"
+#include "render/render_task.hpp"
 #include "store/outbox.hpp"
 #include "store/session_counter.hpp"
 #include "tasks/task_service.hpp"
@@ -119,6 +120,7 @@ private:
     // tasks
     void open_tasks();
     tasks::Workload bench_workload();
+    tasks::Workload render_workload();
     void take_bench_requests();
     Status load_normalization();
     // events
@@ -963,6 +965,23 @@ tasks::Workload Daemon::bench_workload() {
     return w;
 }
 
+tasks::Workload Daemon::render_workload() {
+    render::RenderWorkloadDeps deps;
+    deps.devices = inv_.devices;
+    std::map<std::string, std::string> plugins;
+    for (const PluginReport& p : inv_.plugins)
+        if (p.status == "ok") plugins[p.name] = p.path;
+    deps.plugin_path = [plugins](const std::string& backend) {
+        auto it = plugins.find(backend);
+        return it == plugins.end() ? std::string() : it->second;
+    };
+    deps.limits.scene.allowed_dirs = cfg_.tasks.allowed_input_dirs;
+    deps.limits.scene.max_triangles = static_cast<uint64_t>(cfg_.tasks.render_max_triangles);
+    deps.limits.scene.max_file_bytes = static_cast<uint64_t>(cfg_.tasks.max_file_input_bytes);
+    deps.limits.max_pixels = static_cast<uint64_t>(cfg_.tasks.render_max_pixels);
+    return render::render_workload(std::move(deps));
+}
+
 void Daemon::take_bench_requests() {
     std::vector<BenchRequest> reqs;
     {
@@ -1036,7 +1055,7 @@ void Daemon::open_tasks() {
         return false;
     };
     Result<std::unique_ptr<tasks::TaskService>> ts =
-        tasks::TaskService::open(tc, inv_, std::move(hooks), {tasks::echo_workload(), bench_workload()});
+        tasks::TaskService::open(tc, inv_, std::move(hooks), {tasks::echo_workload(), bench_workload(), render_workload()});
     if (!ts.ok()) {
         spdlog::error("tasks: {}; this node accepts no tasks until the journal can be opened (restart after fixing it)",
                       ts.status().message());

@@ -1,4 +1,4 @@
-// cpu_backend.cpp: the CPU backend plugin. Discovery of the CPU itself lives in the core (the
+// cpu_backend.cpp: the CPU backend plugin (kinds: selftest.saxpy, bench.*, render.pass). Discovery of the CPU itself lives in the core (the
 // agent must list the CPU with every plugin removed); this plugin is the CPU's execution path,
 // so workloads reach the CPU through the same interface as every accelerator.
 #include <sys/utsname.h>
@@ -17,6 +17,7 @@
 #include "cpn_backend.h"
 #include "cpn_backend_util.hpp"
 #include "cpu_bench.hpp"
+#include "cpu_render.hpp"
 
 using namespace cpn::plugin;
 
@@ -30,6 +31,7 @@ struct Prepared {
     CpuDevice* device = nullptr;
     float a = 0.f;
     cpn::cpubench::Bench* bench = nullptr;  // set for the "bench.*" kinds (cpu_bench.cpp)
+    cpn::cpurender::Render* render = nullptr;  // set for render.pass (cpu_render.cpp)
 };
 
 std::string cpuinfo_field(const std::string& key) {
@@ -91,6 +93,7 @@ void device_close(cpn_device_handle* h) { delete reinterpret_cast<CpuDevice*>(h)
 
 cpn_status query(cpn_device_handle*, const cpn_workload* w, cpn_query_result* out, cpn_msg* err) {
     if (cpn::cpubench::is_bench_kind(w->kind)) return cpn::cpubench::query(w, out, err);
+    if (cpn::cpurender::is_render_kind(w->kind)) return cpn::cpurender::query(w, out, err);
     if (std::strcmp(w->kind, "selftest.saxpy") == 0) {
         out->supported = 1;
         return CPN_OK;
@@ -115,9 +118,21 @@ cpn_status prepare(cpn_device_handle* h, const cpn_workload* w, cpn_prepared** o
     if (cpn::cpubench::is_bench_kind(w->kind)) {
         cpn::cpubench::Bench* bench = nullptr;
         if (cpn_status st = cpn::cpubench::prepare(w, &bench, err); st != CPN_OK) return st;
-        auto* p = new (std::nothrow) Prepared{reinterpret_cast<CpuDevice*>(h), 0.f, bench};
+        auto* p = new (std::nothrow) Prepared{reinterpret_cast<CpuDevice*>(h), 0.f, bench, nullptr};
         if (p == nullptr) {
             cpn::cpubench::release(bench);
+            return fail(err, CPN_E_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+        *out = reinterpret_cast<cpn_prepared*>(p);
+        return CPN_OK;
+    }
+    if (cpn::cpurender::is_render_kind(w->kind)) {
+        cpn::cpurender::Render* render = nullptr;
+        if (cpn_status st = cpn::cpurender::prepare(w, reinterpret_cast<CpuDevice*>(h)->threads, &render, err); st != CPN_OK)
+            return st;
+        auto* p = new (std::nothrow) Prepared{reinterpret_cast<CpuDevice*>(h), 0.f, nullptr, render};
+        if (p == nullptr) {
+            cpn::cpurender::release(render);
             return fail(err, CPN_E_OUT_OF_MEMORY, "cpu backend: out of memory");
         }
         *out = reinterpret_cast<cpn_prepared*>(p);
@@ -129,7 +144,7 @@ cpn_status prepare(cpn_device_handle* h, const cpn_workload* w, cpn_prepared** o
     if (!parse_a(w->params_json, a))
         return fail(err, CPN_E_INVALID_ARGUMENT, "selftest.saxpy: params must be {\"a\": <number>}, got %s",
                     w->params_json);
-    auto* p = new (std::nothrow) Prepared{reinterpret_cast<CpuDevice*>(h), a, nullptr};
+    auto* p = new (std::nothrow) Prepared{reinterpret_cast<CpuDevice*>(h), a, nullptr, nullptr};
     if (p == nullptr) return fail(err, CPN_E_OUT_OF_MEMORY, "cpu backend: out of memory");
     *out = reinterpret_cast<cpn_prepared*>(p);
     return CPN_OK;
@@ -144,6 +159,7 @@ const cpn_buffer* find(const cpn_buffer* b, uint32_t n, const char* name) {
 cpn_status run(cpn_prepared* pp, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* err) {
     auto* p = reinterpret_cast<Prepared*>(pp);
     if (p->bench != nullptr) return cpn::cpubench::run(p->bench, io, ctl, err);
+    if (p->render != nullptr) return cpn::cpurender::run(p->render, io, ctl, err);
     if (ctl != nullptr && ctl->cancel != nullptr && *ctl->cancel != 0)
         return fail(err, CPN_E_CANCELLED, "selftest.saxpy: cancelled before start");
     if (ctl != nullptr && ctl->deadline_ns != 0 && now_ns() > ctl->deadline_ns)
@@ -187,6 +203,7 @@ void release(cpn_prepared* pp) {
     auto* p = reinterpret_cast<Prepared*>(pp);
     if (p == nullptr) return;
     if (p->bench != nullptr) cpn::cpubench::release(p->bench);
+    if (p->render != nullptr) cpn::cpurender::release(p->render);
     delete p;
 }
 

@@ -27,6 +27,7 @@
 #include "cpn_backend_util.hpp"
 #include "opencl_bench.hpp"
 #include "opencl_internal.hpp"
+#include "opencl_render.hpp"
 
 namespace cpn::opencl {
 
@@ -35,7 +36,7 @@ using plugin::fail;
 namespace {
 
 constexpr const char* kSaxpyKind = "selftest.saxpy";
-constexpr const char* kSupportedKinds = "selftest.saxpy and the bench.* kinds of cpn_bench.h";
+constexpr const char* kSupportedKinds = "selftest.saxpy, render.pass and the bench.* kinds of cpn_bench.h";
 constexpr const char* kSaxpyKernelName = "cpn_saxpy";
 
 /* fma(), not a*x+y: the result is then exactly the correctly rounded fused value on every
@@ -61,8 +62,9 @@ struct Device {
     cl_context context = nullptr;
     cl_command_queue queue = nullptr;
 
-    std::mutex mu;  // guards saxpy_program
+    std::mutex mu;  // guards saxpy_program and render_program
     cl_program saxpy_program = nullptr;
+    cl_program render_program = nullptr;
     bench::ProgramCache* bench_programs = nullptr;  // bench.* programs (own lock)
 };
 
@@ -71,6 +73,7 @@ struct Device {
 struct Prepared {
     Device* device = nullptr;
     bench::Bench* bench = nullptr;  // set for bench.* kinds; then kernel is NULL
+    render::Render* render = nullptr;  // set for render.pass; then kernel is NULL
     cl_kernel kernel = nullptr;
     float a = 1.0f;
     uint64_t n = 0;  // 0: any length; otherwise the element count params_json promised
@@ -95,6 +98,18 @@ bench::DeviceView bench_view(const Device& d) {
     v.context = d.context;
     v.platform_version = d.platform_version;
     v.label = describe(d);
+    return v;
+}
+
+render::DeviceView render_view(Device& d) {
+    render::DeviceView v;
+    v.device = d.ref.device;
+    v.context = d.context;
+    v.queue = d.queue;
+    v.max_alloc = d.max_alloc;
+    v.label = describe(d);
+    v.mu = &d.mu;
+    v.program = &d.render_program;
     return v;
 }
 
@@ -447,6 +462,7 @@ void device_close(cpn_device_handle* handle) {
         clReleaseCommandQueue(d->queue);
     }
     if (d->saxpy_program != nullptr) clReleaseProgram(d->saxpy_program);
+    if (d->render_program != nullptr) clReleaseProgram(d->render_program);
     bench::free_program_cache(d->bench_programs);
     if (d->context != nullptr) clReleaseContext(d->context);
     delete d;
@@ -473,6 +489,7 @@ cpn_status query(cpn_device_handle* handle, const cpn_workload* w, cpn_query_res
     out->struct_size = size;
 
     if (bench::is_bench_kind(w->kind)) return bench::query(bench_view(*d), w, out, err);
+    if (render::is_render_kind(w->kind)) return render::query(render_view(*d), w, out, err);
     if (std::strcmp(w->kind, kSaxpyKind) != 0) {
         plugin::copy_str(out->reason, unsupported_kind(w->kind));
         return CPN_OK;
@@ -510,6 +527,16 @@ cpn_status prepare(cpn_device_handle* handle, const cpn_workload* w, cpn_prepare
         auto p = std::make_unique<Prepared>();
         p->device = d;
         p->bench = b;
+        *out = reinterpret_cast<cpn_prepared*>(p.release());
+        return CPN_OK;
+    }
+    if (render::is_render_kind(w->kind)) {
+        render::Render* r = nullptr;
+        st = render::prepare(render_view(*d), w, &r, err);
+        if (st != CPN_OK) return st;
+        auto p = std::make_unique<Prepared>();
+        p->device = d;
+        p->render = r;
         *out = reinterpret_cast<cpn_prepared*>(p.release());
         return CPN_OK;
     }
@@ -560,6 +587,7 @@ cpn_status run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* co
         std::lock_guard<std::mutex> lock(p->mu);
         return bench::run(p->bench, io, control, err);
     }
+    if (p->render != nullptr) return render::run(p->render, io, control, err);
     uint64_t n = 0;
     st = validate_saxpy_io(*p, *io, &n, err);
     if (st != CPN_OK) return st;
@@ -573,6 +601,7 @@ void release(cpn_prepared* prepared) {
     Prepared* p = as_prepared(prepared);
     if (p == nullptr) return;
     if (p->bench != nullptr) bench::release(p->bench);
+    if (p->render != nullptr) render::release(p->render);
     if (p->kernel != nullptr) clReleaseKernel(p->kernel);
     delete p;
 }

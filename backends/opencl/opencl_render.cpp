@@ -1,0 +1,149 @@
+// opencl_render.cpp: see opencl_render.hpp.
+#include "opencl_render.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+
+#include "blob_check.hpp"
+#include "cpn_backend_util.hpp"
+#include "kernel/types.h"
+
+namespace cpn::opencl::render_source {
+extern const char* const kRenderSource;  // generated: the shared kernel + render_kernel.cl
+}
+
+namespace cpn::opencl::render {
+
+using plugin::fail;
+
+struct Render {
+    DeviceView dev;
+    cl_kernel kernel = nullptr;
+    cl_mem scene = nullptr;
+    std::mutex mu;  // kernel arguments are per-kernel state: one run at a time
+};
+
+namespace {
+
+/* -cl-fp32-correctly-rounded-divide-sqrt makes division and sqrt the IEEE results the CPU
+ * computes; contraction is off in the source (compat.h). */
+constexpr const char* kBuildOptions = "-cl-fp32-correctly-rounded-divide-sqrt";
+
+cpn_status build_program(const DeviceView& d, cl_program* out, cpn_msg* err) {
+    std::lock_guard<std::mutex> lock(*d.mu);
+    if (*d.program != nullptr) {
+        *out = *d.program;
+        return CPN_OK;
+    }
+    cl_int rc = CL_SUCCESS;
+    const char* src = render_source::kRenderSource;
+    cl_program prog = clCreateProgramWithSource(d.context, 1, &src, nullptr, &rc);
+    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateProgramWithSource(render) on " + d.label);
+    rc = clBuildProgram(prog, 1, &d.device, kBuildOptions, nullptr, nullptr);
+    if (rc != CL_SUCCESS) {
+        std::string build_log;
+        size_t n = 0;
+        if (clGetProgramBuildInfo(prog, d.device, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n) == CL_SUCCESS && n > 0) {
+            build_log.assign(n, '\0');
+            if (clGetProgramBuildInfo(prog, d.device, CL_PROGRAM_BUILD_LOG, n, build_log.data(), nullptr) != CL_SUCCESS)
+                build_log.clear();
+            build_log = plugin::trim(build_log);
+        }
+        clReleaseProgram(prog);
+        log(4, "clBuildProgram(render) failed on " + d.label + ": " + build_log);
+        return fail(err, rc == CL_BUILD_PROGRAM_FAILURE ? CPN_E_INTERNAL : status_from_cl(rc),
+                    "clBuildProgram(render) failed on %s: %s (%d); build log: %.700s", d.label.c_str(), cl_error_name(rc),
+                    static_cast<int>(rc), build_log.empty() ? "(empty)" : build_log.c_str());
+    }
+    *d.program = prog;
+    *out = prog;
+    return CPN_OK;
+}
+
+const cpn_buffer* find(const cpn_buffer* b, uint32_t n, const char* name) {
+    for (uint32_t i = 0; i < n; ++i)
+        if (b != nullptr && b[i].name != nullptr && std::strcmp(b[i].name, name) == 0) return &b[i];
+    return nullptr;
+}
+
+}  // namespace
+
+bool is_render_kind(const char* kind) { return kind != nullptr && std::strcmp(kind, cpn::render::kRenderPassKind) == 0; }
+
+cpn_status query(const DeviceView& d, const cpn_workload* w, cpn_query_result* out, cpn_msg*) {
+    std::string why = cpn::render::check_scene_blob(w->blob, w->blob_size);
+    if (why.empty() && d.max_alloc != 0 && w->blob_size > d.max_alloc)
+        why = "the scene (" + std::to_string(w->blob_size) + " bytes) exceeds CL_DEVICE_MAX_MEM_ALLOC_SIZE of " + d.label;
+    out->supported = why.empty() ? 1 : 0;
+    if (!why.empty()) plugin::copy_str(out->reason, "render.pass: " + why);
+    out->device_memory_bytes = w->blob_size;
+    return CPN_OK;
+}
+
+cpn_status prepare(const DeviceView& d, const cpn_workload* w, Render** out, cpn_msg* err) {
+    const std::string why = cpn::render::check_scene_blob(w->blob, w->blob_size);
+    if (!why.empty()) return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: %s", why.c_str());
+    cl_program prog = nullptr;
+    if (cpn_status st = build_program(d, &prog, err); st != CPN_OK) return st;
+    auto r = std::make_unique<Render>();
+    r->dev = d;
+    cl_int rc = CL_SUCCESS;
+    r->kernel = clCreateKernel(prog, "cpn_render_pass_kernel", &rc);
+    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateKernel(cpn_render_pass) on " + d.label);
+    r->scene = clCreateBuffer(d.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, static_cast<size_t>(w->blob_size),
+                              const_cast<void*>(w->blob), &rc);
+    if (rc != CL_SUCCESS) {
+        clReleaseKernel(r->kernel);
+        return cl_fail(err, rc, "clCreateBuffer(scene, " + std::to_string(w->blob_size) + " bytes) on " + d.label);
+    }
+    *out = r.release();
+    return CPN_OK;
+}
+
+cpn_status run(Render* r, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* err) {
+    const cpn_buffer* in = find(io->inputs, io->input_count, cpn::render::kRenderPassInput);
+    cpn_buffer* out = const_cast<cpn_buffer*>(find(io->outputs, io->output_count, cpn::render::kRenderOutput));
+    if (in == nullptr || in->size != sizeof(cpn_render_pass))
+        return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: input 'pass' must be one cpn_render_pass (%zu bytes)",
+                    sizeof(cpn_render_pass));
+    if (out == nullptr || out->data == nullptr)
+        return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: output buffer 'radiance' is missing");
+    cpn_render_pass pass;
+    std::memcpy(&pass, in->data, sizeof pass);
+    const std::string why = cpn::render::check_render_pass(pass, out->size);
+    if (!why.empty()) return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: %s", why.c_str());
+    if (ctl != nullptr && ctl->cancel != nullptr && *ctl->cancel != 0) return fail(err, CPN_E_CANCELLED, "render.pass: cancelled");
+    const auto t0 = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> lock(r->mu);
+    const DeviceView& d = r->dev;
+    cl_int rc = CL_SUCCESS;
+    MemRef pb(clCreateBuffer(d.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof pass, &pass, &rc));
+    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateBuffer(pass) on " + d.label);
+    MemRef ob(clCreateBuffer(d.context, CL_MEM_WRITE_ONLY, static_cast<size_t>(out->size), nullptr, &rc));
+    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateBuffer(radiance, " + std::to_string(out->size) + " bytes) on " + d.label);
+    cl_mem sm = r->scene, pm = pb.get(), om = ob.get();
+    if ((rc = clSetKernelArg(r->kernel, 0, sizeof sm, &sm)) != CL_SUCCESS ||
+        (rc = clSetKernelArg(r->kernel, 1, sizeof pm, &pm)) != CL_SUCCESS ||
+        (rc = clSetKernelArg(r->kernel, 2, sizeof om, &om)) != CL_SUCCESS)
+        return cl_fail(err, rc, "clSetKernelArg(cpn_render_pass)");
+    const size_t global = static_cast<size_t>(pass.x1 - pass.x0) * (pass.y1 - pass.y0);
+    rc = clEnqueueNDRangeKernel(d.queue, r->kernel, 1, nullptr, &global, nullptr, 0, nullptr, nullptr);
+    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clEnqueueNDRangeKernel(cpn_render_pass) on " + d.label);
+    rc = clEnqueueReadBuffer(d.queue, om, CL_TRUE, 0, static_cast<size_t>(out->size), out->data, 0, nullptr, nullptr);
+    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clEnqueueReadBuffer(radiance) on " + d.label);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (io->result_json != nullptr && io->result_json_capacity > 0)
+        std::snprintf(io->result_json, io->result_json_capacity, "{\"pixels\":%zu,\"samples\":%u,\"device_ms\":%.3f}", global,
+                      pass.sample_count, ms);
+    return CPN_OK;
+}
+
+void release(Render* r) {
+    if (r == nullptr) return;
+    if (r->kernel != nullptr) clReleaseKernel(r->kernel);
+    if (r->scene != nullptr) clReleaseMemObject(r->scene);
+    delete r;
+}
+
+}  // namespace cpn::opencl::render

@@ -6,6 +6,7 @@
 #include "cuda_bench.hpp"
 #include "cuda_errors.hpp"
 #include "cuda_log.hpp"
+#include "cuda_render.hpp"
 #include "embedded_fatbin.hpp"
 #include "params_json.hpp"
 
@@ -285,9 +286,16 @@ cpn_status query(cpn_device_handle* device, const cpn_workload* workload, cpn_qu
     out->struct_size = size;
 
     if (is_bench_kind(workload->kind)) return bench_query(device, workload, out, err);
+    if (is_render_kind(workload->kind)) {
+        if (std::string problem = arch_problem(device); !problem.empty()) {
+            copy_str(out->reason, problem);
+            return CPN_OK;
+        }
+        return render_query(device, workload, out, err);
+    }
     if (std::strcmp(workload->kind, kSaxpyKind) != 0) {
         copy_str(out->reason, std::string("cuda backend does not support workload kind \"") +
-                                  workload->kind + "\" (supported: " + kSaxpyKind + " " +
+                                  workload->kind + "\" (supported: " + kSaxpyKind + " render.pass " +
                                   bench_kinds_text() + ")");
         return CPN_OK;
     }
@@ -319,9 +327,14 @@ cpn_status prepare(cpn_device_handle* device, const cpn_workload* workload, cpn_
     *out = nullptr;
     if (cpn_status s = check_workload(workload, "prepare", err); s != CPN_OK) return s;
     if (is_bench_kind(workload->kind)) return bench_prepare(device, workload, out, err);
+    if (is_render_kind(workload->kind)) {
+        if (std::string problem = arch_problem(device); !problem.empty())
+            return fail(err, CPN_E_UNSUPPORTED, "%s", problem.c_str());
+        return render_prepare(device, workload, out, err);
+    }
     if (std::strcmp(workload->kind, kSaxpyKind) != 0) {
         return fail(err, CPN_E_UNSUPPORTED,
-                    "cuda backend does not support workload kind \"%s\" (supported: %s %s)",
+                    "cuda backend does not support workload kind \"%s\" (supported: %s render.pass %s)",
                     workload->kind, kSaxpyKind, bench_kinds_text());
     }
     float a = 0.0f;
@@ -379,6 +392,11 @@ cpn_status run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* co
                cpn_msg* err) {
     if (prepared == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "run: prepared is NULL");
     if (prepared->bench != nullptr) return bench_run(prepared, io, control, err);
+    if (prepared->render != nullptr) {
+        if (io == nullptr || io->struct_size < sizeof(cpn_run_io))
+            return fail(err, CPN_E_INVALID_ARGUMENT, "run: io is NULL or smaller than this plugin's");
+        return render_run(prepared, io, control, err);
+    }
     if (io == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "run: io is NULL");
     if (io->struct_size < sizeof(cpn_run_io)) {
         return fail(err, CPN_E_INVALID_ARGUMENT,
@@ -470,6 +488,11 @@ void release(cpn_prepared* prepared) {
     if (prepared == nullptr) return;
     if (prepared->bench != nullptr) {
         bench_release(prepared->bench);
+        delete prepared;
+        return;
+    }
+    if (prepared->render != nullptr) {
+        release_render_prepared(prepared);
         delete prepared;
         return;
     }

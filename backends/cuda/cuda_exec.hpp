@@ -10,6 +10,7 @@
 
 namespace cpn::cuda {
 struct BenchState;
+struct RenderState;
 }
 
 /* The opaque handles of cpn_backend.h, defined here for this plugin only. */
@@ -28,6 +29,7 @@ struct cpn_prepared {
     CUfunction function = nullptr;
     float a = 0.0f; /* selftest.saxpy's parameter */
     cpn::cuda::BenchState* bench = nullptr; /* a bench.* workload (cuda_bench.hpp), else NULL */
+    cpn::cuda::RenderState* render = nullptr; /* a render.pass workload (cuda_render.hpp), else NULL */
 };
 
 namespace cpn::cuda {

@@ -9,6 +9,9 @@ namespace cpn::cuda::embedded {
 extern const unsigned char selftest_fatbin[];
 extern const unsigned long long selftest_fatbin_size;
 
+extern const unsigned char render_fatbin[];
+extern const unsigned long long render_fatbin_size;
+
 extern const unsigned char bench_fatbin[];
 extern const unsigned long long bench_fatbin_size;
 

@@ -74,6 +74,7 @@ cpn_status prepare(const cpn_workload* w, unsigned threads, Render** out, cpn_ms
     r->view.prims = reinterpret_cast<const cpn_prim*>(base + h->prim_offset);
     r->view.materials = reinterpret_cast<const cpn_material*>(base + h->material_offset);
     r->view.env = reinterpret_cast<const float*>(base + h->env_offset);
+    r->view.lights = reinterpret_cast<const cpn_light*>(base + h->light_offset);
     r->threads = std::max(1u, threads);
     *out = r;
     return CPN_OK;

@@ -17,5 +17,6 @@ __kernel void cpn_render_pass_kernel(__global const uchar* blob, __global const 
     s.prims = (__global const cpn_prim*)(blob + h->prim_offset);
     s.materials = (__global const cpn_material*)(blob + h->material_offset);
     s.env = (__global const float*)(blob + h->env_offset);
+    s.lights = (__global const cpn_light*)(blob + h->light_offset);
     cpn_render_pixel(&s, &pass, pass.x0 + (uint)(i % tw), pass.y0 + (uint)(i / tw), out + i * 4);
 }

@@ -25,7 +25,8 @@ inline std::string check_scene_blob(const void* blob, uint64_t size) {
     auto fits = [&](uint64_t off, uint64_t count, uint64_t each) { return off % 16 == 0 && off <= size && count * each <= size - off; };
     if (!fits(h.node_offset, h.node_count, sizeof(cpn_bvh4_node)) || !fits(h.prim_offset, h.prim_count, sizeof(cpn_prim)) ||
         !fits(h.material_offset, h.material_count, sizeof(cpn_material)) ||
-        !fits(h.env_offset, uint64_t{h.env_width} * h.env_height, 3 * sizeof(float)))
+        !fits(h.env_offset, uint64_t{h.env_width} * h.env_height, 3 * sizeof(float)) ||
+        !fits(h.light_offset, h.light_count, sizeof(cpn_light)))
         return "an array of the scene blob lies outside it";
     if (h.material_count == 0) return "the scene blob has no materials";
     if ((h.prim_count == 0) != (h.node_count == 0)) return "the scene blob's BVH does not match its primitives";
@@ -42,9 +43,20 @@ inline std::string check_scene_blob(const void* blob, uint64_t size) {
             }
         }
     const auto* prims = reinterpret_cast<const cpn_prim*>(static_cast<const char*>(blob) + h.prim_offset);
-    for (uint32_t i = 0; i < h.prim_count; ++i)
+    for (uint32_t i = 0; i < h.prim_count; ++i) {
         if (prims[i].material >= h.material_count || prims[i].type > CPN_PRIM_SPHERE)
             return "primitive " + std::to_string(i) + " has an unknown type or material";
+        if (prims[i].light != CPN_NO_LIGHT && prims[i].light >= h.light_count)
+            return "primitive " + std::to_string(i) + " refers past the lights";
+    }
+    const auto* lights = reinterpret_cast<const cpn_light*>(static_cast<const char*>(blob) + h.light_offset);
+    for (uint32_t i = 0; i < h.light_count; ++i) {
+        if (lights[i].prim >= h.prim_count || prims[lights[i].prim].light != i)
+            return "light " + std::to_string(i) + " does not match its primitive";
+        if (!(lights[i].area > 0.0f) || !(lights[i].pmf > 0.0f) || !(lights[i].cdf > 0.0f && lights[i].cdf <= 1.0f))
+            return "light " + std::to_string(i) + " has a bad area or probability";
+    }
+    if (h.light_count > 0 && lights[h.light_count - 1].cdf != 1.0f) return "the light list's cdf does not end at 1";
     return {};
 }
 

@@ -273,7 +273,46 @@ Result<PackedScene> pack_scene(const Scene& scene, unsigned threads) {
     const size_t off_prims = align16(off_nodes + bvh.nodes.size() * sizeof(cpn_bvh4_node));
     const size_t off_mats = align16(off_prims + scene.prims.size() * sizeof(cpn_prim));
     const size_t off_env = align16(off_mats + scene.materials.size() * sizeof(cpn_material));
-    const size_t total = align16(off_env + env.image.size() * sizeof(float));
+    // The light list: every emissive primitive that emits, in BVH order, chosen by its power.
+    std::vector<cpn_prim> ordered(scene.prims.size());
+    for (size_t i = 0; i < bvh.prim_order.size(); ++i) {
+        ordered[i] = scene.prims[bvh.prim_order[i]];
+        ordered[i].light = CPN_NO_LIGHT;
+    }
+    std::vector<cpn_light> lights;
+    double total_power = 0;
+    std::vector<double> power;
+    for (size_t i = 0; i < ordered.size(); ++i) {
+        const cpn_prim& p = ordered[i];
+        const cpn_material& m = scene.materials[p.material].m;
+        if (m.type != CPN_MAT_EMISSIVE) continue;
+        double area;
+        if (p.type == CPN_PRIM_SPHERE) {
+            area = 4 * M_PI * double{p.e1[0]} * p.e1[0];
+        } else {
+            const double cx = double{p.e1[1]} * p.e2[2] - double{p.e1[2]} * p.e2[1];
+            const double cy = double{p.e1[2]} * p.e2[0] - double{p.e1[0]} * p.e2[2];
+            const double cz = double{p.e1[0]} * p.e2[1] - double{p.e1[1]} * p.e2[0];
+            area = 0.5 * std::sqrt(cx * cx + cy * cy + cz * cz);
+        }
+        const double w = area * (double{m.emission[0]} + m.emission[1] + m.emission[2]);
+        if (!(w > 0) || !(area > 0)) continue;
+        cpn_light l{};
+        l.prim = static_cast<uint32_t>(i);
+        l.area = static_cast<float>(area);
+        ordered[i].light = static_cast<uint32_t>(lights.size());
+        lights.push_back(l);
+        power.push_back(w);
+        total_power += w;
+    }
+    double acc = 0;
+    for (size_t i = 0; i < lights.size(); ++i) {
+        acc += power[i];
+        lights[i].pmf = static_cast<float>(power[i] / total_power);
+        lights[i].cdf = i + 1 == lights.size() ? 1.0f : static_cast<float>(acc / total_power);
+    }
+    const size_t off_lights = align16(off_env + env.image.size() * sizeof(float));
+    const size_t total = align16(off_lights + lights.size() * sizeof(cpn_light));
     if (total > 0xffffffffull) return Status(Code::invalid_argument, "the packed scene is larger than 4 GiB");
     ps.blob.assign(total, '\0');
     char* base = ps.blob.data();
@@ -291,6 +330,8 @@ Result<PackedScene> pack_scene(const Scene& scene, unsigned threads) {
     h.env_width = env.width;
     h.env_height = env.height;
     h.env_offset = static_cast<uint32_t>(off_env);
+    h.light_count = static_cast<uint32_t>(lights.size());
+    h.light_offset = static_cast<uint32_t>(off_lights);
     const Camera& c = scene.camera;
     h.cam_pos[0] = c.position.x, h.cam_pos[1] = c.position.y, h.cam_pos[2] = c.position.z;
     float f[4] = {c.look_at.x - c.position.x, c.look_at.y - c.position.y, c.look_at.z - c.position.z, 0};
@@ -311,8 +352,8 @@ Result<PackedScene> pack_scene(const Scene& scene, unsigned threads) {
     h.env_rotation = static_cast<float>(env.rotation_deg * M_PI / 180.0);
     std::memcpy(base, &h, sizeof h);
     if (!bvh.nodes.empty()) std::memcpy(base + off_nodes, bvh.nodes.data(), bvh.nodes.size() * sizeof(cpn_bvh4_node));
-    auto* prims = reinterpret_cast<cpn_prim*>(base + off_prims);
-    for (size_t i = 0; i < bvh.prim_order.size(); ++i) prims[i] = scene.prims[bvh.prim_order[i]];
+    if (!ordered.empty()) std::memcpy(base + off_prims, ordered.data(), ordered.size() * sizeof(cpn_prim));
+    if (!lights.empty()) std::memcpy(base + off_lights, lights.data(), lights.size() * sizeof(cpn_light));
     auto* mats = reinterpret_cast<cpn_material*>(base + off_mats);
     for (size_t i = 0; i < scene.materials.size(); ++i) mats[i] = scene.materials[i].m;
     if (!env.image.empty()) std::memcpy(base + off_env, env.image.data(), env.image.size() * sizeof(float));

@@ -17,5 +17,6 @@ extern "C" __global__ void cpn_render_pass_kernel(const unsigned char* __restric
     s.prims = reinterpret_cast<const cpn_prim*>(blob + h->prim_offset);
     s.materials = reinterpret_cast<const cpn_material*>(blob + h->material_offset);
     s.env = reinterpret_cast<const float*>(blob + h->env_offset);
+    s.lights = reinterpret_cast<const cpn_light*>(blob + h->light_offset);
     cpn_render_pixel(&s, &pass, pass.x0 + static_cast<unsigned>(i % tw), pass.y0 + static_cast<unsigned>(i / tw), out + i * 4);
 }

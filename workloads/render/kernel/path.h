@@ -1,10 +1,13 @@
 /*
  * path.h: one camera sample, traced as a path: camera ray (thin lens), closest hit, material
  * scattering (diffuse, metal with roughness, dielectric, emissive), Russian roulette, and the
- * environment (constant colour or equirectangular image). Unidirectional path tracing without
- * light sampling: every material is sampled by its own distribution, so the estimator is the
- * same code path on every device and conserves energy by construction (no material returns more
- * than it receives: albedo <= 1 is enforced on the host).
+ * environment (constant colour or equirectangular image). Unidirectional path tracing with
+ * next-event estimation at diffuse surfaces: a point on an emissive primitive (chosen by its
+ * share of the emitted power) is sampled and tested with a shadow ray, and combined with the
+ * material's own sample by multiple importance sampling (power heuristic), so small lights
+ * converge quickly. Specular surfaces (metal, glass) and the environment are reached by the
+ * material's sample alone. No material returns more than it receives (albedo <= 1 is enforced
+ * on the host), so the estimator conserves energy.
  */
 #ifndef CPN_RENDER_PATH_H
 #define CPN_RENDER_PATH_H
@@ -20,7 +23,41 @@ typedef struct cpn_scene_view {
     CPN_GLOBAL const cpn_prim* prims;
     CPN_GLOBAL const cpn_material* materials;
     CPN_GLOBAL const float* env;
+    CPN_GLOBAL const cpn_light* lights;
 } cpn_scene_view;
+
+/* The light whose cdf interval holds u (binary search). */
+CPN_DEVICE cpn_u32 cpn_pick_light(CPN_GLOBAL const cpn_light* lights, cpn_u32 count, float u) {
+    cpn_u32 lo = 0u, hi = count - 1u;
+    while (lo < hi) {
+        const cpn_u32 mid = (lo + hi) / 2u;
+        if (u < lights[mid].cdf) hi = mid;
+        else lo = mid + 1u;
+    }
+    return lo;
+}
+
+/* A uniformly distributed point on a primitive's surface and the unit normal there. */
+CPN_DEVICE cpn_vec3 cpn_sample_surface(CPN_GLOBAL const cpn_prim* p, float r1, float r2, cpn_vec3* normal) {
+    if (p->type == CPN_PRIM_SPHERE) {
+        const float z = 1.0f - 2.0f * r1;
+        const float rr = cpn_sqrtf(cpn_max(0.0f, 1.0f - z * z));
+        const float phi = 2.0f * CPN_PI * r2;
+        const cpn_vec3 n = v3(rr * cpn_cosf(phi), rr * cpn_sinf(phi), z);
+        *normal = n;
+        return v3_add(v3_load(p->v0), v3_scale(n, p->e1[0]));
+    }
+    const float su = cpn_sqrtf(r1);
+    const float b1 = 1.0f - su, b2 = r2 * su;
+    *normal = v3_load(p->n);
+    return v3_add(v3_load(p->v0), v3_add(v3_scale(v3_load(p->e1), b1), v3_scale(v3_load(p->e2), b2)));
+}
+
+/* The power heuristic's weight of the strategy with density a against b. */
+CPN_DEVICE float cpn_mis(float a, float b) {
+    const float a2 = a * a, b2 = b * b;
+    return a2 + b2 > 0.0f ? a2 / (a2 + b2) : 0.0f;
+}
 
 CPN_DEVICE cpn_vec3 cpn_environment(const cpn_scene_view* s, cpn_vec3 d) {
     CPN_GLOBAL const cpn_scene_header* h = s->header;
@@ -100,6 +137,8 @@ CPN_DEVICE cpn_vec3 cpn_trace_sample(const cpn_scene_view* s, cpn_u32 x, cpn_u32
     cpn_vec3 radiance = v3(0.0f, 0.0f, 0.0f);
     cpn_vec3 throughput = v3(1.0f, 1.0f, 1.0f);
     const cpn_u32 node_count = s->header->node_count;
+    const cpn_u32 light_count = s->header->light_count;
+    float last_pdf = 0.0f; /* the material's solid-angle density of the ray now traced; 0: specular or camera */
     for (cpn_u32 depth = 0u; depth <= max_depth; ++depth) {
         *rays += 1u;
         cpn_hit hit;
@@ -110,7 +149,19 @@ CPN_DEVICE cpn_vec3 cpn_trace_sample(const cpn_scene_view* s, cpn_u32 x, cpn_u32
         CPN_GLOBAL const cpn_prim* p = &s->prims[hit.prim];
         CPN_GLOBAL const cpn_material* m = &s->materials[p->material];
         if (m->type == CPN_MAT_EMISSIVE) {
-            radiance = v3_add(radiance, v3_mul(throughput, v3_load(m->emission)));
+            float w = 1.0f;
+            if (last_pdf > 0.0f && p->light != CPN_NO_LIGHT) {
+                /* this light was also sampled at the previous (diffuse) vertex: MIS weight */
+                CPN_GLOBAL const cpn_light* l = &s->lights[p->light];
+                const cpn_vec3 hp = v3_add(o, v3_scale(d, hit.t));
+                cpn_vec3 ln;
+                if (p->type == CPN_PRIM_SPHERE) ln = v3_scale(v3_sub(hp, v3_load(p->v0)), 1.0f / p->e1[0]);
+                else ln = v3_load(p->n);
+                const float cos_l = cpn_fabsf(v3_dot(ln, d));
+                const float pdf_light = cos_l > 0.0f ? l->pmf / l->area * hit.t * hit.t / cos_l : 0.0f;
+                w = cpn_mis(last_pdf, pdf_light);
+            }
+            radiance = v3_add(radiance, v3_scale(v3_mul(throughput, v3_load(m->emission)), w));
             break;
         }
         if (depth == max_depth) break; /* the path is cut: what it would have gathered is lost */
@@ -119,14 +170,44 @@ CPN_DEVICE cpn_vec3 cpn_trace_sample(const cpn_scene_view* s, cpn_u32 x, cpn_u32
         const int front = v3_dot(d, n) < 0.0f;
         const cpn_vec3 nf = front ? n : v3_scale(n, -1.0f); /* faces the incoming ray */
         const cpn_vec3 albedo = v3_load(m->albedo);
+        const float scale = cpn_max(1.0f, cpn_max(cpn_fabsf(pos.x), cpn_max(cpn_fabsf(pos.y), cpn_fabsf(pos.z))));
+        const float eps = 1e-4f * scale;
         cpn_vec3 nd;
         if (m->type == CPN_MAT_DIFFUSE) {
+            if (light_count > 0u) {
+                /* next-event estimation: one point on one light, and a shadow ray to it */
+                const float ul = cpn_rng_next(&rng), u1 = cpn_rng_next(&rng), u2 = cpn_rng_next(&rng);
+                CPN_GLOBAL const cpn_light* l = &s->lights[cpn_pick_light(s->lights, light_count, ul)];
+                cpn_vec3 ln;
+                const cpn_vec3 q = cpn_sample_surface(&s->prims[l->prim], u1, u2, &ln);
+                const cpn_vec3 so = v3_add(pos, v3_scale(nf, eps));
+                cpn_vec3 wi = v3_sub(q, so);
+                const float dist2 = v3_dot(wi, wi);
+                const float dist = cpn_sqrtf(dist2);
+                wi = v3_scale(wi, 1.0f / dist);
+                const float cos_s = v3_dot(nf, wi);
+                const float cos_l = cpn_fabsf(v3_dot(ln, wi));
+                if (cos_s > 0.0f && cos_l > 1e-6f && dist > eps) {
+                    *rays += 1u;
+                    cpn_hit shadow;
+                    if (!cpn_intersect_scene(s->nodes, node_count, s->prims, so, wi, 0.0f, dist * (1.0f - 1e-4f), &shadow)) {
+                        const float pdf_light = l->pmf / l->area * dist2 / cos_l;
+                        const float pdf_bsdf = cos_s * (1.0f / CPN_PI);
+                        const cpn_vec3 le = v3_load(s->materials[s->prims[l->prim].material].emission);
+                        /* f = albedo / pi; contribution f * Le * cos_s / pdf_light, weighted */
+                        const float k = cos_s * (1.0f / CPN_PI) / pdf_light * cpn_mis(pdf_light, pdf_bsdf);
+                        radiance = v3_add(radiance, v3_scale(v3_mul(v3_mul(throughput, albedo), le), k));
+                    }
+                }
+            }
             const float r1 = cpn_rng_next(&rng), r2 = cpn_rng_next(&rng);
             nd = cpn_cosine_direction(nf, r1, r2);
+            last_pdf = light_count > 0u ? cpn_max(0.0f, v3_dot(nd, nf)) * (1.0f / CPN_PI) : 0.0f;
         } else if (m->type == CPN_MAT_METAL) {
             const cpn_vec3 fuzz = cpn_in_unit_sphere(&rng);
             nd = v3_normalize(v3_add(cpn_reflect(d, nf), v3_scale(fuzz, m->roughness)));
             if (v3_dot(nd, nf) <= 0.0f) break; /* scattered below the surface: absorbed */
+            last_pdf = 0.0f;
         } else {
             const float eta = front ? 1.0f / m->ior : m->ior;
             const float cos_i = cpn_min(1.0f, -v3_dot(d, nf));
@@ -142,6 +223,7 @@ CPN_DEVICE cpn_vec3 cpn_trace_sample(const cpn_scene_view* s, cpn_u32 x, cpn_u32
                 const float cos_t = cpn_sqrtf(1.0f - sin2_t);
                 nd = v3_normalize(v3_add(v3_scale(d, eta), v3_scale(nf, eta * cos_i - cos_t)));
             }
+            last_pdf = 0.0f;
         }
         throughput = v3_mul(throughput, albedo);
         /* Russian roulette from the fourth bounce on; a white path is never cut */
@@ -153,9 +235,8 @@ CPN_DEVICE cpn_vec3 cpn_trace_sample(const cpn_scene_view* s, cpn_u32 x, cpn_u32
             }
         }
         /* leave the surface on the side the new ray goes, by an offset relative to the scale */
-        const float scale = cpn_max(1.0f, cpn_max(cpn_fabsf(pos.x), cpn_max(cpn_fabsf(pos.y), cpn_fabsf(pos.z))));
         const float side = v3_dot(nd, nf) >= 0.0f ? 1.0f : -1.0f;
-        o = v3_add(pos, v3_scale(nf, side * 1e-4f * scale));
+        o = v3_add(pos, v3_scale(nf, side * eps));
         d = nd;
     }
     if (!(cpn_isfinite(radiance.x) && cpn_isfinite(radiance.y) && cpn_isfinite(radiance.z))) return v3(0.0f, 0.0f, 0.0f);

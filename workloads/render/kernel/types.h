@@ -6,6 +6,7 @@
  * Blob layout (all offsets in bytes from the blob start, each array 16-byte aligned):
  *   cpn_scene_header | cpn_bvh4_node[node_count] | cpn_prim[prim_count]
  *   | cpn_material[material_count] | float env[env_width * env_height * 3]
+ *   | cpn_light[light_count]
  */
 #ifndef CPN_RENDER_TYPES_H
 #define CPN_RENDER_TYPES_H
@@ -13,7 +14,7 @@
 #include "compat.h"
 
 #define CPN_SCENE_MAGIC 0x4e504352u /* "RCPN" little-endian */
-#define CPN_SCENE_VERSION 1u
+#define CPN_SCENE_VERSION 2u
 
 /* BVH4 child encoding: an inner child is a node index; a leaf is CPN_LEAF_FLAG | (count-1)<<27
  * | first primitive (count 1..16, first < 2^27); an unused slot is CPN_EMPTY_CHILD. */
@@ -35,7 +36,7 @@ typedef struct cpn_scene_header {
     cpn_u32 magic, version, header_bytes, total_bytes;
     cpn_u32 node_count, node_offset, prim_count, prim_offset;
     cpn_u32 material_count, material_offset, env_width, env_height;
-    cpn_u32 env_offset, reserved0, reserved1, reserved2;
+    cpn_u32 env_offset, light_count, light_offset, reserved0;
     /* camera: position, unit forward/right/up, tan(vertical fov / 2), thin lens */
     float cam_pos[4];
     float cam_forward[4];
@@ -57,14 +58,16 @@ typedef struct cpn_bvh4_node {
 } cpn_bvh4_node;
 
 /* A triangle (v0, edges e1 = v1 - v0 and e2 = v2 - v0, unit geometric normal n) or a sphere
- * (v0 = centre, e1[0] = radius). 64 bytes. */
+ * (v0 = centre, e1[0] = radius); `light` is its index in the light list when its material is
+ * emissive, else CPN_NO_LIGHT. 64 bytes. */
+#define CPN_NO_LIGHT 0xffffffffu
 typedef struct cpn_prim {
     float v0[3];
     cpn_u32 type;
     float e1[3];
     cpn_u32 material;
     float e2[3];
-    cpn_u32 pad0;
+    cpn_u32 light;
     float n[3];
     cpn_u32 pad1;
 } cpn_prim;
@@ -77,6 +80,15 @@ typedef struct cpn_material {
     float ior;
     cpn_u32 pad[3];
 } cpn_material;
+
+/* An emissive primitive, for next-event estimation: chosen with probability `pmf` (its share of
+ * the emitted power), by binary search over `cdf` (inclusive, the last is 1). 16 bytes. */
+typedef struct cpn_light {
+    cpn_u32 prim;
+    float pmf;
+    float cdf;
+    float area;
+} cpn_light;
 
 /* One pass: samples [sample_begin, sample_begin + sample_count) of the pixels in the tile
  * [x0, x1) x [y0, y1) of a width x height frame. The output holds, per tile pixel in row-major

@@ -483,3 +483,55 @@ TEST(RenderImage, PngAndPfmRoundTrip) {
 
 }  // namespace
 }  // namespace cpn::render
+
+namespace cpn::render {
+namespace {
+
+// ---- `cpn-agent render` ---------------------------------------------------------------------------
+
+std::string agent_cmd(const test::TempDir& dir, const std::string& args) {
+    // An empty configuration file: defaults, with the build tree's plugins.
+    dir.write("agent.yaml", std::string("plugins:\n  dir: ") + CPN_PLUGIN_DIR + "\n");
+    return std::string(CPN_AGENT_BIN) + " --config " + dir.file("agent.yaml") + " render " + args + " 2>&1";
+}
+
+TEST(RenderCli, RendersAFileAndSaysWhatItDid) {
+    test::TempDir dir;
+    dir.write("s.yaml", furnace("{type: diffuse, albedo: [1, 1, 1]}"));
+    auto r = test::run_command(agent_cmd(dir, dir.file("s.yaml") + " --spp 2 -o " + dir.file("out.png")));
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find("32x32 at 2 spp on cpu (cpu)"), std::string::npos) << r.out;
+    Result<Image> img = decode_png(read_all(dir.file("out.png")), "out.png", 1 << 20);
+    ASSERT_TRUE(img.ok()) << img.status().message();
+    EXPECT_EQ(img->width, 32u);
+    auto j = test::run_command(agent_cmd(dir, dir.file("s.yaml") + " --spp 1 --json -q --tile 0,0,8,4 -o " + dir.file("t.pfm")));
+    ASSERT_EQ(j.exit_code, 0) << j.out;
+    auto m = nlohmann::json::parse(j.out.substr(j.out.find('{')));
+    EXPECT_EQ(m["tile"], nlohmann::json({0, 0, 8, 4}));
+    EXPECT_EQ(m["primary_rays"], 32);
+}
+
+TEST(RenderCli, ErrorsSayWhatIsWrong) {
+    test::TempDir dir;
+    dir.write("bad.yaml", std::string(kHead) + "  - {type: sphere, center: [0, 0, 0], radius: 1, material: gold}\n");
+    auto r = test::run_command(agent_cmd(dir, dir.file("bad.yaml") + " -o " + dir.file("x.png")));
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    EXPECT_NE(r.out.find("bad.yaml:5:60: objects[0] (sphere).material: unknown material 'gold'"), std::string::npos) << r.out;
+    dir.write("s.yaml", furnace("{type: diffuse}"));
+    r = test::run_command(agent_cmd(dir, dir.file("s.yaml") + " --device gpu7 -o " + dir.file("x.png")));
+    EXPECT_EQ(r.exit_code, 2) << r.out;
+    EXPECT_NE(r.out.find("--device gpu7: no such device (known: cpu"), std::string::npos) << r.out;
+    r = test::run_command(agent_cmd(dir, dir.file("s.yaml") + " --tile 5,5,2,2 -o " + dir.file("x.png")));
+    EXPECT_EQ(r.exit_code, 2) << r.out;
+    r = test::run_command(agent_cmd(dir, dir.file("s.yaml") + " --backend levelzero -o " + dir.file("x.png")));
+    EXPECT_EQ(r.exit_code, 2) << r.out;
+    EXPECT_NE(r.out.find("has no usable path through backend 'levelzero'"), std::string::npos) << r.out;
+    r = test::run_command(agent_cmd(dir, dir.file("missing.yaml") + " -o " + dir.file("x.png")));
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    r = test::run_command(agent_cmd(dir, dir.file("s.yaml") + " -o /nonexistent/dir/x.png"));
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    EXPECT_NE(r.out.find("/nonexistent/dir/x.png: cannot open for writing"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace cpn::render

@@ -775,3 +775,151 @@ def test_task_bench_kind(broker, make_agent, make_brain, make_client, node_id):
     r = retained(broker, node_id, topics=("capacity",))
     assert r["capacity"].doc["status"] == "measured", r["capacity"].doc
     assert_alive(agent)
+
+
+# --------------------------------------------------------------------------------------------
+# the render kind (docs/render.md)
+
+RENDER_SCENE = """
+camera: {position: [278, 278, -800], look_at: [278, 278, 0], fov: 40}
+materials:
+  white: {type: diffuse, albedo: [0.73, 0.73, 0.73]}
+  red: {type: diffuse, albedo: [0.65, 0.05, 0.05]}
+  light: {type: emissive, emission: [15, 15, 15]}
+objects:
+  - {type: quad, corner: [0, 0, 0], u: [0, 555, 0], v: [0, 0, 555], material: red}
+  - {type: quad, corner: [213, 554, 227], u: [130, 0, 0], v: [0, 0, 105], material: light}
+  - {type: quad, corner: [0, 0, 0], u: [555, 0, 0], v: [0, 0, 555], material: white}
+  - {type: quad, corner: [0, 0, 555], u: [555, 0, 0], v: [0, 555, 0], material: white}
+"""
+
+
+def render(task_id, params, scene=RENDER_SCENE, path=None, **fields):
+    doc = {"schema_version": 1, "id": task_id, "kind": "render", "params": params, "requirements": dict(PIN)}
+    doc["input"] = {"path": str(path)} if path else {"base64": b64(scene.encode())}
+    doc.update(fields)
+    return doc
+
+
+def output_bytes(d):
+    out = d["result"]["output"]
+    data = base64.b64decode(out["base64"]) if "base64" in out else pathlib.Path(out["path"]).read_bytes()
+    assert sha(data) == out["sha256"], out
+    return data
+
+
+def pfm_pixels(data):
+    head, _, rest = data.partition(b"\n")
+    dims, _, rest = rest.partition(b"\n")
+    _, _, pixels = rest.partition(b"\n")
+    w, h = map(int, dims.split())
+    assert head == b"PF" and len(pixels) == w * h * 12, (head, dims, len(pixels))
+    row = w * 12
+    return w, h, [pixels[(h - 1 - y) * row:(h - y) * row] for y in range(h)]  # top row first
+
+
+def test_task_render_png_with_metrics_and_progress(broker, make_agent, make_brain, make_client, node_id):
+    agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id)
+    mark = client.mark()
+    client.submit(render("r-png", {"width": 40, "height": 30, "spp": 40, "seed": 3}))
+    d = wait_state(client, "r-png", "SUCCEEDED", since=mark, timeout=60).doc
+    png = output_bytes(d)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR", png[:16]
+    assert int.from_bytes(png[16:20], "big") == 40 and int.from_bytes(png[20:24], "big") == 30
+    data = d["result"]["data"]
+    assert data["primary_rays"] == 40 * 30 * 40 and data["secondary_rays"] > 0, data
+    assert data["rays_per_s"] > 0 and data["samples_per_s"] > 0 and data["format"] == "png", data
+    assert data["devices"][0]["device_id"] == "cpu" and data["devices"][0]["backend"] == "cpu", data
+    assert data["triangles"] == 8 and data["tile"] == [0, 0, 40, 30], data
+    prog = [m.doc for m in client.select(mark) if m.doc["type"] == "task_progress" and m.doc["task_id"] == "r-png"]
+    assert prog and "samples per pixel done" in prog[0].get("message", ""), prog
+    # Same seed, same image; the render kind is deterministic.
+    client.submit(render("r-png-2", {"width": 40, "height": 30, "spp": 40, "seed": 3}))
+    d2 = wait_state(client, "r-png-2", "SUCCEEDED", since=mark, timeout=60).doc
+    assert output_bytes(d2) == png
+    assert_alive(agent)
+
+
+def test_task_render_tiles_assemble_into_the_frame(broker, make_agent, make_brain, make_client, node_id, workdir):
+    scenes = workdir / "scenes"
+    scenes.mkdir()
+    # A mesh by a path relative to the scene file, inside the allowed directory.
+    (scenes / "box.obj").write_text("v 200 0 200\nv 350 0 200\nv 350 150 200\nv 200 150 200\n"
+                                    "v 200 0 350\nv 350 0 350\nv 350 150 350\nv 200 150 350\n"
+                                    "f 1 2 3 4\nf 5 8 7 6\nf 1 5 6 2\nf 4 3 7 8\nf 1 4 8 5\nf 2 6 7 3\n")
+    (scenes / "scene.yaml").write_text(RENDER_SCENE + "  - {type: mesh, file: box.obj, material: white}\n")
+    agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id,
+                                      tasks__allowed_input_dirs=[str(scenes)])
+    mark = client.mark()
+    base = {"width": 36, "height": 28, "spp": 6, "format": "pfm"}
+    client.submit(render("frame", base, path=scenes / "scene.yaml"))
+    client.submit(render("top", dict(base, tile=[0, 0, 36, 11]), path=scenes / "scene.yaml"))
+    client.submit(render("bottom", dict(base, tile=[0, 11, 36, 28]), path=scenes / "scene.yaml"))
+    rows = {}
+    for tid in ("frame", "top", "bottom"):
+        d = wait_state(client, tid, "SUCCEEDED", since=mark, timeout=60).doc
+        rows[tid] = pfm_pixels(output_bytes(d))
+        assert d["result"]["data"]["triangles"] == 8 + 12, d["result"]["data"]
+    w, h, full = rows["frame"]
+    assert (w, h) == (36, 28)
+    assert rows["top"][:2] == (36, 11) and rows["bottom"][:2] == (36, 17)
+    assert rows["top"][2] + rows["bottom"][2] == full, "the tiles differ from the frame"
+    assert_alive(agent)
+
+
+def test_task_render_bad_scenes_fail_with_the_reason(broker, make_agent, make_brain, make_client, node_id, workdir):
+    allowed = workdir / "allowed"
+    allowed.mkdir()
+    (workdir / "outside.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    (allowed / "nan.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 nan 0\nf 1 2 3\n")
+    agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id,
+                                      tasks__allowed_input_dirs=[str(allowed)])
+    head = "camera: {position: [0, 0, 5], look_at: [0, 0, 0]}\nmaterials:\n  w: {type: diffuse}\nobjects:\n"
+    cases = {
+        "bad-material": (head + "  - {type: sphere, center: [0, 0, 0], radius: 1, material: gold}\n",
+                         "scene (inline input):5:60: objects[0] (sphere).material: unknown material 'gold'"),
+        "bad-outside": (head + f"  - {{type: mesh, file: {workdir / 'outside.obj'}, material: w}}\n",
+                        "is outside the allowed directories"),
+        "bad-relative": (head + "  - {type: mesh, file: nan.obj, material: w}\n",
+                         "is relative, and this scene has no directory"),
+        "bad-nan": (head + f"  - {{type: mesh, file: {allowed / 'nan.obj'}, material: w}}\n",
+                    "nan.obj:3: vertex coordinate 'nan' is not a finite number"),
+        "bad-huge": (head + f"  - {{type: mesh, file: {allowed / 'nan.obj'}, material: w, triangles: 1000000000}}\n",
+                     "declares 1000000000 triangles"),
+        "bad-yaml": ("camera: [", "not valid YAML or JSON"),
+    }
+    mark = client.mark()
+    for tid, (scene, _) in cases.items():
+        client.submit(render(tid, {"width": 8, "height": 8, "spp": 1}, scene=scene))
+    for tid, (_, why) in cases.items():
+        d = client.wait(lambda x, t=tid: x.get("task_id") == t and x.get("state") in TERMINAL, since=mark,
+                        timeout=20, what=f"{tid} ends").doc
+        assert d["state"] == "FAILED" and d["code"] == "failed", d
+        assert why in d["reason"], (tid, d["reason"])
+    # Bad params are refused at admission.
+    client.submit(render("bad-params", {"spp": 0}))
+    d = wait_state(client, "bad-params", "REJECTED", since=mark).doc
+    assert d["code"] == "invalid_field" and "params.spp must be an integer from 1 to 1048576" in d["reason"], d
+    client.submit(render("no-scene", {"spp": 1}, scene=""))
+    d = client.wait(lambda x: x.get("task_id") == "no-scene" and x.get("state") in TERMINAL, since=mark, timeout=20).doc
+    assert d["state"] in ("FAILED", "REJECTED"), d
+    assert_alive(agent)
+    # The node still renders.
+    client.submit(render("after", {"width": 8, "height": 8, "spp": 1}))
+    wait_state(client, "after", "SUCCEEDED", since=mark, timeout=30)
+
+
+def test_task_render_cancel_and_timeout(broker, make_agent, make_brain, make_client, node_id):
+    agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id)
+    mark = client.mark()
+    client.submit(render("long", {"width": 320, "height": 240, "spp": 100000}))
+    wait_state(client, "long", "RUNNING", since=mark, timeout=10)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    client.cancel("long")
+    wait_state(client, "long", "CANCELED", since=mark, timeout=10)
+    assert time.monotonic() - t0 < 5, "the render did not stop between bands"
+    client.submit(render("slow", {"width": 320, "height": 240, "spp": 100000}, timeout_s=1))
+    d = client.wait(lambda x: x.get("task_id") == "slow" and x.get("state") in TERMINAL, since=mark, timeout=15).doc
+    assert d["state"] == "TIMED_OUT", d
+    assert_alive(agent)

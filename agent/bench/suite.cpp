@@ -141,7 +141,7 @@ public:
     /* Measures one figure: query, prepare, calibrate, warm up, sample, release. */
     Figure measure(const std::string& kind, const std::string& name, const std::string& unit,
                    const std::string& category, const std::string& params, int threads, double scale,
-                   double clock_mhz) {
+                   double clock_mhz, const std::string* blob = nullptr) {
         Figure f;
         f.name = name;
         f.kind = kind;
@@ -149,7 +149,7 @@ public:
         f.unit = unit;
         f.threads = threads;
         const double t0 = now_s();
-        f.status = measure_into(f, params, threads, scale);
+        f.status = measure_into(f, params, threads, scale, blob);
         f.seconds = now_s() - t0;
         if (f.status != "ok") return f;
         if (f.clock_mhz <= 0) f.clock_mhz = clock_mhz;
@@ -235,11 +235,15 @@ public:
     bool device_lost() const { return device_lost_; }
 
 private:
-    std::string measure_into(Figure& f, const std::string& params, int threads, double scale) {
+    std::string measure_into(Figure& f, const std::string& params, int threads, double scale, const std::string* blob) {
         cpn_workload w{};
         w.struct_size = sizeof w;
         w.kind = f.kind.c_str();
         w.params_json = params.c_str();
+        if (blob != nullptr) {
+            w.blob = blob->data();
+            w.blob_size = blob->size();
+        }
         cpn_query_result q{};
         q.struct_size = sizeof q;
         cpn_msg err{};
@@ -450,7 +454,9 @@ void measure_path(const Inventory& inv, const Device& dev, const RuntimePath& rp
     for (const TaskReference& ref : refs) {
         const std::string name = "task." + ref.task_kind;
         if (opt.on_progress) opt.on_progress({dev.id, rp.backend, name, done, total, "", 0, ref.unit});
-        Figure f = m.measure(ref.workload_kind, name, ref.unit, "task", ref.params_json, 0, ref.scale, 0);
+        std::shared_ptr<const std::string> blob;
+        if (ref.make_blob) blob = ref.make_blob();
+        Figure f = m.measure(ref.workload_kind, name, ref.unit, "task", ref.params_json, 0, ref.scale, 0, blob.get());
         f.backend = rp.backend;
         if (f.status == "ok") f.check = ref.description + (f.check.empty() ? "" : "; " + f.check);
         report(f);

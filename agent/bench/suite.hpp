@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ struct TaskReference {
     std::string unit;           // "Mrays/s", "inferences/s"
     double scale = 1.0;         // unit per (op/s)
     std::string description;    // "Cornell box, 1920x1080, 16 spp"
+    /* The workload's blob (a packed scene, a model), made when the job is measured and dropped
+     * after, so a registered reference costs no memory in between; null: no blob. */
+    std::function<std::shared_ptr<const std::string>()> make_blob;
 };
 /* The process-wide registry the workloads add their reference jobs to. */
 void register_task_reference(TaskReference ref);

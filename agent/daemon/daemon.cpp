@@ -1076,6 +1076,7 @@ int Daemon::run() {
     ::signal(SIGPIPE, SIG_IGN);
 
     if (int rc = load_configuration(); rc != 0) return rc;
+    render::register_render_reference();  // capacity measures task.render with the hardware figures
     if (Status s = check_broker_files(); !s.ok()) {
         spdlog::error("configuration: {}", s.message());
         return 3;

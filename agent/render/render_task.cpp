@@ -6,8 +6,12 @@
 #include <cstdio>
 #include <chrono>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 
+#include "bench/suite.hpp"
 #include "bvh.hpp"
+#include "reference.hpp"
 
 namespace cpn::render {
 
@@ -165,6 +169,26 @@ Result<RenderJobOutput> run_render_job(const std::string& scene_text, const std:
                    {"rays_per_s", static_cast<double>(out->primary_rays + out->secondary_rays) / secs},
                    {"devices", devs}};
     return job;
+}
+
+void register_render_reference() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        bench::TaskReference ref;
+        ref.task_kind = "render";
+        ref.workload_kind = kRenderPassKind;
+        // The middle eighth of a 1920x1080 frame: rays through the knot, the walls and the light.
+        ref.params_json = R"({"width":1920,"height":1080,"x0":0,"y0":472,"x1":1920,"y1":607,"max_depth":8,"seed":1})";
+        ref.unit = "Mrays/s";
+        ref.scale = 1e-6;
+        ref.description = "Cornell box with a 100k-triangle torus knot, 1920x1080 (rows 472-606), up to 8 bounces with light sampling";
+        ref.make_blob = []() -> std::shared_ptr<const std::string> {
+            Result<PackedScene> p = pack_scene(reference_scene());
+            if (!p.ok()) return nullptr;
+            return std::make_shared<const std::string>(std::move(p->blob));
+        };
+        bench::register_task_reference(std::move(ref));
+    });
 }
 
 tasks::Workload render_workload(RenderWorkloadDeps deps) {

@@ -52,6 +52,11 @@ struct RenderWorkloadDeps {
     RenderJobLimits limits;                                       // allowed_dirs: tasks.allowed_input_dirs
 };
 
+/* Registers the render reference job (the in-code reference scene, reference.hpp) with the
+ * capacity suite, so `cpn-agent bench` and the daemon's benchmark measure "task.render" in
+ * Mrays/s per device (docs/capacity.md). Idempotent. */
+void register_render_reference();
+
 /* The `render` task kind: input = the scene (YAML or JSON; inline, or a file whose directory
  * relative mesh paths resolve against); params as RenderParams. */
 tasks::Workload render_workload(RenderWorkloadDeps deps);

@@ -66,9 +66,10 @@
 #ifndef CPN_BENCH_H
 #define CPN_BENCH_H
 
-/* Version of the kinds, parameters and result fields above; part of the capacity cache
- * fingerprint, so a change here re-benchmarks every node. */
-#define CPN_BENCH_SUITE_VERSION "1"
+/* Version of the kinds, parameters and result fields above, and of the task-level reference
+ * jobs the workloads register (2: the render reference, task.render); part of the capacity
+ * cache fingerprint, so a change here re-benchmarks every node. */
+#define CPN_BENCH_SUITE_VERSION "2"
 
 #define CPN_BENCH_KIND_PREFIX "bench."
 #define CPN_BENCH_REPS_INPUT "reps"

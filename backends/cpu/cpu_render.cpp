@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "blob_check.hpp"
+#include "render_bench.hpp"
 #include "cpn_backend_util.hpp"
 #include "kernel/path.h"
 
@@ -24,6 +25,7 @@ namespace cpn::cpurender {
 using plugin::fail;
 
 struct Render {
+    std::string params;  // the workload's params_json (the bench mode's region)
     std::string blob;  // a private, 16-byte aligned copy: the host's buffer may go away
     cpn_scene_view view{};
     unsigned threads = 1;
@@ -62,6 +64,7 @@ cpn_status prepare(const cpn_workload* w, unsigned threads, Render** out, cpn_ms
     if (r == nullptr) return fail(err, CPN_E_OUT_OF_MEMORY, "render.pass: out of memory");
     try {
         r->blob.assign(static_cast<const char*>(w->blob), w->blob_size);  // std::string data is 16-byte aligned
+        r->params = w->params_json != nullptr ? w->params_json : "{}";
     } catch (const std::bad_alloc&) {
         delete r;
         return fail(err, CPN_E_OUT_OF_MEMORY, "render.pass: out of memory copying a %llu-byte scene",
@@ -81,6 +84,8 @@ cpn_status prepare(const cpn_workload* w, unsigned threads, Render** out, cpn_ms
 }
 
 cpn_status run(Render* r, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* err) {
+    if (const cpn_buffer* reps = render::bench_reps_input(io); reps != nullptr)
+        return render::run_render_bench(r->params.c_str(), reps, io, [&](cpn_run_io* inner) { return run(r, inner, ctl, err); }, err);
     const cpn_buffer* in = find(io->inputs, io->input_count, render::kRenderPassInput);
     cpn_buffer* out = const_cast<cpn_buffer*>(find(io->outputs, io->output_count, render::kRenderOutput));
     if (in == nullptr || in->size != sizeof(cpn_render_pass))

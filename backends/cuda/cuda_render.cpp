@@ -9,6 +9,7 @@
 #include <string>
 
 #include "blob_check.hpp"
+#include "render_bench.hpp"
 #include "cpn_backend_util.hpp"
 #include "cuda_errors.hpp"
 #include "cuda_log.hpp"
@@ -20,6 +21,7 @@ namespace cpn::cuda {
 using plugin::fail;
 
 struct RenderState {
+    std::string params;         // the workload's params_json (the bench mode's region)
     CUdeviceptr scene = 0;
     CUdeviceptr out = 0;        // grown to the largest band so far
     uint64_t out_bytes = 0;
@@ -102,6 +104,7 @@ cpn_status render_prepare(cpn_device_handle* d, const cpn_workload* w, cpn_prepa
         api->module_unload(module);
         return fail_cuda(api, err, r, "uploading the scene (" + std::to_string(w->blob_size) + " bytes)");
     }
+    state->params = w->params_json != nullptr ? w->params_json : "{}";
     p->device = d;
     p->module = module;
     p->function = fn;
@@ -111,6 +114,9 @@ cpn_status render_prepare(cpn_device_handle* d, const cpn_workload* w, cpn_prepa
 }
 
 cpn_status render_run(cpn_prepared* p, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* err) {
+    if (const cpn_buffer* reps = render::bench_reps_input(io); reps != nullptr)
+        return render::run_render_bench(p->render->params.c_str(), reps, io,
+                                        [&](cpn_run_io* inner) { return render_run(p, inner, ctl, err); }, err);
     const cpn_buffer* in = find(io->inputs, io->input_count, render::kRenderPassInput);
     cpn_buffer* outb = const_cast<cpn_buffer*>(find(io->outputs, io->output_count, render::kRenderOutput));
     if (in == nullptr || in->size != sizeof(cpn_render_pass))

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "blob_check.hpp"
+#include "render_bench.hpp"
 #include "cpn_backend_util.hpp"
 #include "kernel/types.h"
 
@@ -19,6 +20,7 @@ using plugin::fail;
 
 struct Render {
     DeviceView dev;
+    std::string params;  // the workload's params_json (the bench mode's region)
     cl_kernel kernel = nullptr;
     cl_mem scene = nullptr;
     std::mutex mu;  // kernel arguments are per-kernel state: one run at a time
@@ -88,6 +90,7 @@ cpn_status prepare(const DeviceView& d, const cpn_workload* w, Render** out, cpn
     if (cpn_status st = build_program(d, &prog, err); st != CPN_OK) return st;
     auto r = std::make_unique<Render>();
     r->dev = d;
+    r->params = w->params_json != nullptr ? w->params_json : "{}";
     cl_int rc = CL_SUCCESS;
     r->kernel = clCreateKernel(prog, "cpn_render_pass_kernel", &rc);
     if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateKernel(cpn_render_pass) on " + d.label);
@@ -102,6 +105,9 @@ cpn_status prepare(const DeviceView& d, const cpn_workload* w, Render** out, cpn
 }
 
 cpn_status run(Render* r, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* err) {
+    if (const cpn_buffer* reps = cpn::render::bench_reps_input(io); reps != nullptr)
+        return cpn::render::run_render_bench(r->params.c_str(), reps, io, [&](cpn_run_io* inner) { return run(r, inner, ctl, err); },
+                                             err);
     const cpn_buffer* in = find(io->inputs, io->input_count, cpn::render::kRenderPassInput);
     cpn_buffer* out = const_cast<cpn_buffer*>(find(io->outputs, io->output_count, cpn::render::kRenderOutput));
     if (in == nullptr || in->size != sizeof(cpn_render_pass))

@@ -466,7 +466,7 @@ TEST_F(BenchSuiteFake, CancelStopsCleanly) {
 
 TEST_F(BenchSuiteFake, TaskReferenceJobsBecomeTaskLevelCapacity) {
     clear_task_references_for_test();
-    register_task_reference({"infer", "bench.int8", "{}", "inferences/s", 1.0 / 8192, "fake: one 4096-MAC layer"});
+    register_task_reference({"infer", "bench.int8", "{}", "inferences/s", 1.0 / 8192, "fake: one 4096-MAC layer", nullptr});
     opt_.device_ids = {"pci-0000:01:00.0"};
     BenchReport r = run_suite(inv_, opt_);
     clear_task_references_for_test();

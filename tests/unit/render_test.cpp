@@ -509,6 +509,12 @@ TEST(RenderCli, RendersAFileAndSaysWhatItDid) {
     auto m = nlohmann::json::parse(j.out.substr(j.out.find('{')));
     EXPECT_EQ(m["tile"], nlohmann::json({0, 0, 8, 4}));
     EXPECT_EQ(m["primary_rays"], 32);
+    // The machine output is valid against its schema (python3-jsonschema, as the other schema tests).
+    dir.write("m.json", m.dump());
+    auto v = test::run_command("/usr/bin/python3 -c \"import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), "
+                               "json.load(open(sys.argv[2])))\" " + dir.file("m.json") + " " + CPN_SOURCE_DIR +
+                               "/docs/schemas/render-result.schema.json 2>&1");
+    EXPECT_EQ(v.exit_code, 0) << v.out;
 }
 
 TEST(RenderCli, ErrorsSayWhatIsWrong) {

@@ -831,6 +831,7 @@ def test_task_render_png_with_metrics_and_progress(broker, make_agent, make_brai
     assert data["rays_per_s"] > 0 and data["samples_per_s"] > 0 and data["format"] == "png", data
     assert data["devices"][0]["device_id"] == "cpu" and data["devices"][0]["backend"] == "cpu", data
     assert data["triangles"] == 8 and data["tile"] == [0, 0, 40, 30], data
+    assert not harness.schemas().errors("render-result.schema.json", data), harness.schemas().errors("render-result.schema.json", data)
     prog = [m.doc for m in client.select(mark) if m.doc["type"] == "task_progress" and m.doc["task_id"] == "r-png"]
     assert prog and "samples per pixel done" in prog[0].get("message", ""), prog
     # Same seed, same image; the render kind is deterministic.

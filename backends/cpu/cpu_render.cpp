@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <memory>
 #include <cstring>
 #include <new>
 #include <string>
@@ -24,9 +26,15 @@ namespace cpn::cpurender {
 
 using plugin::fail;
 
+struct AlignedFree {
+    void operator()(char* p) const { std::free(p); }
+};
+
 struct Render {
     std::string params;  // the workload's params_json (the bench mode's region)
-    std::string blob;  // a private, 16-byte aligned copy: the host's buffer may go away
+    /* A private copy (the host's buffer may go away) on a cache line, as the blob's arrays are
+     * laid out (kernel/types.h). */
+    std::unique_ptr<char, AlignedFree> blob;
     cpn_scene_view view{};
     unsigned threads = 1;
 };
@@ -62,15 +70,15 @@ cpn_status prepare(const cpn_workload* w, unsigned threads, Render** out, cpn_ms
     if (!why.empty()) return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: %s", why.c_str());
     auto* r = new (std::nothrow) Render;
     if (r == nullptr) return fail(err, CPN_E_OUT_OF_MEMORY, "render.pass: out of memory");
-    try {
-        r->blob.assign(static_cast<const char*>(w->blob), w->blob_size);  // std::string data is 16-byte aligned
-        r->params = w->params_json != nullptr ? w->params_json : "{}";
-    } catch (const std::bad_alloc&) {
+    r->blob.reset(static_cast<char*>(std::aligned_alloc(64, (w->blob_size + 63) & ~uint64_t{63})));
+    if (!r->blob) {
         delete r;
         return fail(err, CPN_E_OUT_OF_MEMORY, "render.pass: out of memory copying a %llu-byte scene",
                     static_cast<unsigned long long>(w->blob_size));
     }
-    const char* base = r->blob.data();
+    std::memcpy(r->blob.get(), w->blob, w->blob_size);
+    r->params = w->params_json != nullptr ? w->params_json : "{}";
+    const char* base = r->blob.get();
     const auto* h = reinterpret_cast<const cpn_scene_header*>(base);
     r->view.header = h;
     r->view.nodes = reinterpret_cast<const cpn_bvh4_node*>(base + h->node_offset);

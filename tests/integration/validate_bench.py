@@ -70,6 +70,11 @@ def main():
     flagged = [f"{d} {f['name']}" for d, dev in devices.items() for f in dev["figures"] if f["status"] == "above_peak"]
     assert not flagged, f"figures above their physical limit: {flagged}"
     assert rec["l2"]["node"] > 0 and rec["l1"]["node"]["compute"] > 0, rec["l1"]
+    # The task-level figure the render workload registers: Mrays/s on its reference scene.
+    r = figs.get("task.render")
+    assert r and r["status"] == "ok" and r["unit"] == "Mrays/s" and r["category"] == "task", r
+    assert r["value"] > 0 and "Cornell box" in r["check"], r
+    assert rec["l1"]["node"]["render"] > 0, rec["l1"]
     print(f"quick: {rec['l0']['seconds']:.1f} s, cpu fp32 {figs['fp32']['value'] / 1e9:.1f} GFLOP/s "
           f"({100 * figs['fp32']['efficiency']:.0f} % of peak), triad {figs['mem.triad']['value'] / 1e9:.1f} GB/s, "
           f"L2 {rec['l2']['node']:.3f}")

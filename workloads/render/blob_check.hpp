@@ -22,7 +22,7 @@ inline std::string check_scene_blob(const void* blob, uint64_t size) {
         return "the scene blob is version " + std::to_string(h.version) + "; this backend reads version " +
                std::to_string(CPN_SCENE_VERSION);
     if (h.header_bytes != sizeof h || h.total_bytes != size) return "the scene blob's sizes do not match its header";
-    auto fits = [&](uint64_t off, uint64_t count, uint64_t each) { return off % 16 == 0 && off <= size && count * each <= size - off; };
+    auto fits = [&](uint64_t off, uint64_t count, uint64_t each) { return off % 64 == 0 && off <= size && count * each <= size - off; };
     if (!fits(h.node_offset, h.node_count, sizeof(cpn_bvh4_node)) || !fits(h.prim_offset, h.prim_count, sizeof(cpn_prim)) ||
         !fits(h.material_offset, h.material_count, sizeof(cpn_material)) ||
         !fits(h.env_offset, uint64_t{h.env_width} * h.env_height, 3 * sizeof(float)) ||

@@ -21,8 +21,6 @@
 typedef uint cpn_u32;
 #define cpn_sqrtf(x) sqrt(x)
 #define cpn_fabsf(x) fabs(x)
-#define cpn_fminf(a, b) fmin(a, b)
-#define cpn_fmaxf(a, b) fmax(a, b)
 #define cpn_sinf(x) sin(x)
 #define cpn_cosf(x) cos(x)
 #define cpn_powf(a, b) pow(a, b)
@@ -31,36 +29,24 @@ typedef uint cpn_u32;
 #define cpn_floorf(x) floor(x)
 #define cpn_isfinite(x) isfinite(x)
 
-#elif defined(__CUDACC__)
+#else
+#if defined(__CUDACC__)
 /* ---- CUDA ---- (built with --fmad=false) */
 #define CPN_DEVICE static __device__ __forceinline__
-#define CPN_GLOBAL
 #define CPN_KERNEL_CUDA 1
 typedef unsigned int cpn_u32;
-#define cpn_sqrtf(x) sqrtf(x)
-#define cpn_fabsf(x) fabsf(x)
-#define cpn_fminf(a, b) fminf(a, b)
-#define cpn_fmaxf(a, b) fmaxf(a, b)
-#define cpn_sinf(x) sinf(x)
-#define cpn_cosf(x) cosf(x)
-#define cpn_powf(a, b) powf(a, b)
-#define cpn_acosf(x) acosf(x)
-#define cpn_atan2f(y, x) atan2f(y, x)
-#define cpn_floorf(x) floorf(x)
-#define cpn_isfinite(x) isfinite(x)
-
 #else
 /* ---- C++ on the host and in the CPU backend (built with -ffp-contract=off) ---- */
 #include <math.h>
 #include <stdint.h>
 #define CPN_DEVICE static inline
-#define CPN_GLOBAL
 #define CPN_KERNEL_CPU 1
 typedef uint32_t cpn_u32;
+#endif
+/* CUDA and C++ share the C library's float names. */
+#define CPN_GLOBAL
 #define cpn_sqrtf(x) sqrtf(x)
 #define cpn_fabsf(x) fabsf(x)
-#define cpn_fminf(a, b) fminf(a, b)
-#define cpn_fmaxf(a, b) fmaxf(a, b)
 #define cpn_sinf(x) sinf(x)
 #define cpn_cosf(x) cosf(x)
 #define cpn_powf(a, b) powf(a, b)

@@ -120,4 +120,39 @@ CPN_DEVICE int cpn_intersect_scene(CPN_GLOBAL const cpn_bvh4_node* nodes, cpn_u3
     return 1;
 }
 
+/* Whether anything lies on the segment (tmin, tmax): a shadow ray. Stops at the first hit, in
+ * any order (no nearest-first sorting is needed). */
+CPN_DEVICE int cpn_occluded_scene(CPN_GLOBAL const cpn_bvh4_node* nodes, cpn_u32 node_count,
+                                  CPN_GLOBAL const cpn_prim* prims, cpn_vec3 o, cpn_vec3 d, float tmin, float tmax) {
+    if (node_count == 0u) return 0;
+    const cpn_vec3 inv = v3(cpn_safe_inverse(d.x), cpn_safe_inverse(d.y), cpn_safe_inverse(d.z));
+    const cpn_vec3 oi = v3(o.x * inv.x, o.y * inv.y, o.z * inv.z);
+    cpn_u32 stack[CPN_TRAVERSAL_STACK];
+    int sp = 0;
+    stack[sp++] = 0u;
+    while (sp > 0) {
+        const cpn_u32 item = stack[--sp];
+        if (item & CPN_LEAF_FLAG) {
+            const cpn_u32 first = item & CPN_LEAF_MAX_FIRST;
+            const cpn_u32 count = ((item >> 27) & 15u) + 1u;
+            for (cpn_u32 i = 0u; i < count; ++i)
+                if (cpn_intersect_prim(&prims[first + i], o, d, tmin) < tmax) return 1;
+            continue;
+        }
+        CPN_GLOBAL const cpn_bvh4_node* n = &nodes[item];
+        int hit[4];
+        for (int i = 0; i < 4; ++i) {
+            const float tx0 = n->bmin_x[i] * inv.x - oi.x, tx1 = n->bmax_x[i] * inv.x - oi.x;
+            const float ty0 = n->bmin_y[i] * inv.y - oi.y, ty1 = n->bmax_y[i] * inv.y - oi.y;
+            const float tz0 = n->bmin_z[i] * inv.z - oi.z, tz1 = n->bmax_z[i] * inv.z - oi.z;
+            const float lo = cpn_max(cpn_max(cpn_min(tx0, tx1), cpn_min(ty0, ty1)), cpn_max(cpn_min(tz0, tz1), tmin));
+            const float hi = cpn_min(cpn_min(cpn_max(tx0, tx1), cpn_max(ty0, ty1)), cpn_min(cpn_max(tz0, tz1), tmax));
+            hit[i] = lo <= hi;
+        }
+        for (int i = 0; i < 4 && sp < CPN_TRAVERSAL_STACK; ++i)
+            if (hit[i] && n->child[i] != CPN_EMPTY_CHILD) stack[sp++] = n->child[i];
+    }
+    return 0;
+}
+
 #endif /* CPN_RENDER_INTERSECT_H */

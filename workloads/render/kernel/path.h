@@ -189,8 +189,7 @@ CPN_DEVICE cpn_vec3 cpn_trace_sample(const cpn_scene_view* s, cpn_u32 x, cpn_u32
                 const float cos_l = cpn_fabsf(v3_dot(ln, wi));
                 if (cos_s > 0.0f && cos_l > 1e-6f && dist > eps) {
                     *rays += 1u;
-                    cpn_hit shadow;
-                    if (!cpn_intersect_scene(s->nodes, node_count, s->prims, so, wi, 0.0f, dist * (1.0f - 1e-4f), &shadow)) {
+                    if (!cpn_occluded_scene(s->nodes, node_count, s->prims, so, wi, 0.0f, dist * (1.0f - 1e-4f))) {
                         const float pdf_light = l->pmf / l->area * dist2 / cos_l;
                         const float pdf_bsdf = cos_s * (1.0f / CPN_PI);
                         const cpn_vec3 le = v3_load(s->materials[s->prims[l->prim].material].emission);

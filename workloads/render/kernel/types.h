@@ -3,7 +3,7 @@
  * structs are the byte layout of the scene blob the host builds (workloads/render/pack.cpp) and
  * the backends read; only 32-bit scalars, so C++, OpenCL C and CUDA agree on every offset.
  *
- * Blob layout (all offsets in bytes from the blob start, each array 16-byte aligned):
+ * Blob layout (all offsets in bytes from the blob start, each array 64-byte aligned):
  *   cpn_scene_header | cpn_bvh4_node[node_count] | cpn_prim[prim_count]
  *   | cpn_material[material_count] | float env[env_width * env_height * 3]
  *   | cpn_light[light_count]

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -182,6 +183,7 @@ Result<RenderOutput> render_frame(const RenderRequest& req, const std::vector<Re
         }
     }
     if (sessions.empty()) return Status(Code::unavailable, "render: no device could render: " + why_none);
+    const auto t_passes = Clock::now();
 
     const uint32_t tw = r.x1 - r.x0, th = r.y1 - r.y0;
     // The running sum per pixel. Float (not double) halves the memory of a large frame (an 8K
@@ -254,8 +256,10 @@ Result<RenderOutput> render_frame(const RenderRequest& req, const std::vector<Re
                 work_done += static_cast<double>(tw) * (b.y1 - b.y0) * pass_samples;
                 if (control.progress) {
                     const double f = work_done / total_work;
-                    const double el = std::chrono::duration<double>(Clock::now() - t0).count();
-                    control.progress(f, samples_done, f > 0 ? el * (1 - f) / f : 0);
+                    const double el = std::chrono::duration<double>(Clock::now() - t_passes).count();
+                    // samples per pixel done: whole passes, plus this pass once all its bands are in
+                    const uint32_t spp_done = static_cast<uint32_t>(std::min<double>(r.spp, std::floor(f * r.spp + 1e-9)));
+                    control.progress(f, std::max(samples_done, spp_done), f > 0 ? el * (1 - f) / f : 0);
                 }
             }
             running.fetch_sub(1);
@@ -288,7 +292,8 @@ Result<RenderOutput> render_frame(const RenderRequest& req, const std::vector<Re
     out.image.rgb = std::move(accum);
     out.primary_rays = uint64_t{tw} * th * r.spp;
     out.secondary_rays = total_rays > out.primary_rays ? total_rays - out.primary_rays : 0;
-    out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    out.prepare_seconds = std::chrono::duration<double>(t_passes - t0).count();
+    out.seconds = std::chrono::duration<double>(Clock::now() - t_passes).count();
     out.devices = std::move(shares);
     return out;
 }

@@ -46,7 +46,8 @@ struct DeviceShare {
 struct RenderOutput {
     Image image;  // the region, mean radiance per pixel
     uint64_t primary_rays = 0, secondary_rays = 0;
-    double seconds = 0;
+    double prepare_seconds = 0;  // opening the devices and preparing the scene on them
+    double seconds = 0;          // the passes (what the ray rates are over)
     std::vector<DeviceShare> devices;
 };
 

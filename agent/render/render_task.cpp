@@ -104,8 +104,14 @@ Result<RenderJobOutput> run_render_job(const std::string& scene_text, const std:
     Result<Scene> scene = parse_scene(scene_text, source, limits.scene);
     if (!scene.ok()) return scene.status();
     const double parse_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return render_scene_job(scene.value(), parse_ms, source, limits, params, targets, control);
+}
+
+Result<RenderJobOutput> render_scene_job(const Scene& scene, double scene_ms, const std::string& source,
+                                         const RenderJobLimits& limits, const RenderParams& params,
+                                         const std::vector<RenderTarget>& targets, const RenderControl& control) {
     RenderRequest req;
-    const RenderSettings& s = scene->settings;
+    const RenderSettings& s = scene.settings;
     req.width = params.width.value_or(s.width);
     req.height = params.height.value_or(s.height);
     req.spp = params.spp.value_or(s.spp);
@@ -125,7 +131,7 @@ Result<RenderJobOutput> run_render_job(const std::string& scene_text, const std:
     } else {
         req.x1 = req.width, req.y1 = req.height;
     }
-    Result<PackedScene> packed = pack_scene(scene.value());
+    Result<PackedScene> packed = pack_scene(scene);
     if (!packed.ok()) return Status(packed.status().code(), source + ": " + packed.status().message());
     req.blob = &packed->blob;
     Result<RenderOutput> out = render_frame(req, targets, control);
@@ -155,12 +161,13 @@ Result<RenderJobOutput> run_render_job(const std::string& scene_text, const std:
                    {"seed", req.seed},
                    {"max_depth", req.max_depth},
                    {"format", params.format},
-                   {"triangles", scene->triangles},
-                   {"spheres", scene->spheres},
+                   {"triangles", scene.triangles},
+                   {"spheres", scene.spheres},
                    {"bvh_nodes", packed->node_count},
                    {"bvh_depth", packed->depth},
-                   {"scene_ms", parse_ms},
+                   {"scene_ms", scene_ms},
                    {"bvh_build_ms", packed->build_ms},
+                   {"prepare_s", out->prepare_seconds},
                    {"render_s", out->seconds},
                    {"samples", samples},
                    {"samples_per_s", static_cast<double>(samples) / secs},

@@ -45,6 +45,11 @@ struct RenderJobLimits {
 Result<RenderJobOutput> run_render_job(const std::string& scene_text, const std::string& source,
                                        const RenderJobLimits& limits, const RenderParams& params,
                                        const std::vector<RenderTarget>& targets, const RenderControl& control);
+/* The same for a scene already in memory (the reference scene); `scene_ms` is reported as the
+ * time it took to read. */
+Result<RenderJobOutput> render_scene_job(const Scene& scene, double scene_ms, const std::string& source,
+                                         const RenderJobLimits& limits, const RenderParams& params,
+                                         const std::vector<RenderTarget>& targets, const RenderControl& control);
 
 struct RenderWorkloadDeps {
     std::vector<Device> devices;                                  // the node's devices

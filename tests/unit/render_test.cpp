@@ -517,6 +517,19 @@ TEST(RenderCli, RendersAFileAndSaysWhatItDid) {
     EXPECT_EQ(v.exit_code, 0) << v.out;
 }
 
+TEST(RenderCli, RendersTheReferenceScene) {
+    test::TempDir dir;
+    auto r = test::run_command(agent_cmd(dir, "--reference --width 64 --height 36 --spp 1 --json -q -o " + dir.file("r.png")));
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto m = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+    EXPECT_EQ(m["triangles"], 100012);
+    EXPECT_EQ(m["primary_rays"], 64 * 36);
+    EXPECT_GE(m["prepare_s"].get<double>(), 0.0);
+    r = test::run_command(agent_cmd(dir, "-o " + dir.file("r.png")));
+    EXPECT_EQ(r.exit_code, 2) << r.out;
+    EXPECT_NE(r.out.find("name a scene file, or --reference"), std::string::npos) << r.out;
+}
+
 TEST(RenderCli, ErrorsSayWhatIsWrong) {
     test::TempDir dir;
     dir.write("bad.yaml", std::string(kHead) + "  - {type: sphere, center: [0, 0, 0], radius: 1, material: gold}\n");

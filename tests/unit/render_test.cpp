@@ -304,6 +304,32 @@ objects:
     EXPECT_NEAR(mean(out->image), expect, 0.02 * expect);
 }
 
+TEST(RenderScene, EnvironmentImageIsLookedUpByDirectionAndTurnedByRotation) {
+    // A 5x3 equirectangular image, every texel its own colour. Looking down -z is u = 0.5,
+    // v = 0.5: texel (2, 1); a rotation of 72 degrees (a fifth of a turn) moves it one column.
+    test::TempDir dir;
+    Image env;
+    env.width = 5, env.height = 3;
+    for (uint32_t y = 0; y < 3; ++y)
+        for (uint32_t x = 0; x < 5; ++x) env.rgb.insert(env.rgb.end(), {0.1f * x, 0.2f * y, 0.05f});
+    dir.write("sky.pfm", encode_pfm(env));
+    auto scene = [&](int rotation) {
+        return "camera: {position: [0, 0, 0], look_at: [0, 0, -1], fov: 2}\n"
+               "environment: {image: sky.pfm, intensity: 2, rotation: " + std::to_string(rotation) + "}\n"
+               "materials:\n  w: {type: diffuse}\nobjects: []\n";
+    };
+    RenderParams p;
+    p.width = 8, p.height = 8, p.spp = 2;
+    for (const auto& [rotation, column] : std::vector<std::pair<int, int>>{{0, 2}, {72, 3}}) {
+        Result<RenderJobOutput> out = render_text(scene(rotation), "cpu", p, dir.path());
+        ASSERT_TRUE(out.ok()) << out.status().message();
+        for (size_t i = 0; i < out->image.rgb.size(); i += 3) {
+            ASSERT_NEAR(out->image.rgb[i], 2 * 0.1f * column, 1e-6f) << "rotation " << rotation;
+            ASSERT_NEAR(out->image.rgb[i + 1], 2 * 0.2f, 1e-6f) << "rotation " << rotation;
+        }
+    }
+}
+
 TEST(RenderPhysics, CornellBoxMatchesItsReferenceImage) {
     // tests/fixtures/render/cornell-128.png: scenes/cornell.yaml at 128x128, 64 spp, seed 1,
     // rendered by this kernel and checked by eye; the render must reproduce it.

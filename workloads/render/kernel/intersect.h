@@ -53,6 +53,21 @@ CPN_DEVICE float cpn_intersect_prim(CPN_GLOBAL const cpn_prim* p, cpn_vec3 o, cp
     return p->type == CPN_PRIM_SPHERE ? cpn_intersect_sphere(p, o, d, tmin) : cpn_intersect_triangle(p, o, d, tmin);
 }
 
+/* Where the ray (origin o = oi / inv, inverse direction inv) enters each of a node's four boxes
+ * within [tmin, tmax], or CPN_INF where it misses: four slab tests in one loop over the SoA
+ * boxes, which the CPU build vectorises. */
+CPN_DEVICE void cpn_node_entries(CPN_GLOBAL const cpn_bvh4_node* n, cpn_vec3 inv, cpn_vec3 oi, float tmin, float tmax,
+                                 float tn[4]) {
+    for (int i = 0; i < 4; ++i) {
+        const float tx0 = n->bmin_x[i] * inv.x - oi.x, tx1 = n->bmax_x[i] * inv.x - oi.x;
+        const float ty0 = n->bmin_y[i] * inv.y - oi.y, ty1 = n->bmax_y[i] * inv.y - oi.y;
+        const float tz0 = n->bmin_z[i] * inv.z - oi.z, tz1 = n->bmax_z[i] * inv.z - oi.z;
+        const float lo = cpn_max(cpn_max(cpn_min(tx0, tx1), cpn_min(ty0, ty1)), cpn_max(cpn_min(tz0, tz1), tmin));
+        const float hi = cpn_min(cpn_min(cpn_max(tx0, tx1), cpn_max(ty0, ty1)), cpn_min(cpn_max(tz0, tz1), tmax));
+        tn[i] = lo <= hi ? lo : CPN_INF;
+    }
+}
+
 /* The nearest hit in (tmin, tmax); returns 1 and fills *hit, or 0. */
 CPN_DEVICE int cpn_intersect_scene(CPN_GLOBAL const cpn_bvh4_node* nodes, cpn_u32 node_count,
                                    CPN_GLOBAL const cpn_prim* prims, cpn_vec3 o, cpn_vec3 d, float tmin,
@@ -86,15 +101,7 @@ CPN_DEVICE int cpn_intersect_scene(CPN_GLOBAL const cpn_bvh4_node* nodes, cpn_u3
         }
         CPN_GLOBAL const cpn_bvh4_node* n = &nodes[item];
         float tn[4];
-        /* four slab tests in one loop over the SoA boxes (the CPU build vectorises it) */
-        for (int i = 0; i < 4; ++i) {
-            const float tx0 = n->bmin_x[i] * inv.x - oi.x, tx1 = n->bmax_x[i] * inv.x - oi.x;
-            const float ty0 = n->bmin_y[i] * inv.y - oi.y, ty1 = n->bmax_y[i] * inv.y - oi.y;
-            const float tz0 = n->bmin_z[i] * inv.z - oi.z, tz1 = n->bmax_z[i] * inv.z - oi.z;
-            const float lo = cpn_max(cpn_max(cpn_min(tx0, tx1), cpn_min(ty0, ty1)), cpn_max(cpn_min(tz0, tz1), tmin));
-            const float hi = cpn_min(cpn_min(cpn_max(tx0, tx1), cpn_max(ty0, ty1)), cpn_min(cpn_max(tz0, tz1), best));
-            tn[i] = lo <= hi ? lo : CPN_INF;
-        }
+        cpn_node_entries(n, inv, oi, tmin, best, tn);
         /* push the hit children far to near, so the nearest is popped first */
         int order[4];
         int k = 0;
@@ -140,17 +147,10 @@ CPN_DEVICE int cpn_occluded_scene(CPN_GLOBAL const cpn_bvh4_node* nodes, cpn_u32
             continue;
         }
         CPN_GLOBAL const cpn_bvh4_node* n = &nodes[item];
-        int hit[4];
-        for (int i = 0; i < 4; ++i) {
-            const float tx0 = n->bmin_x[i] * inv.x - oi.x, tx1 = n->bmax_x[i] * inv.x - oi.x;
-            const float ty0 = n->bmin_y[i] * inv.y - oi.y, ty1 = n->bmax_y[i] * inv.y - oi.y;
-            const float tz0 = n->bmin_z[i] * inv.z - oi.z, tz1 = n->bmax_z[i] * inv.z - oi.z;
-            const float lo = cpn_max(cpn_max(cpn_min(tx0, tx1), cpn_min(ty0, ty1)), cpn_max(cpn_min(tz0, tz1), tmin));
-            const float hi = cpn_min(cpn_min(cpn_max(tx0, tx1), cpn_max(ty0, ty1)), cpn_min(cpn_max(tz0, tz1), tmax));
-            hit[i] = lo <= hi;
-        }
+        float tn[4];
+        cpn_node_entries(n, inv, oi, tmin, tmax, tn);
         for (int i = 0; i < 4 && sp < CPN_TRAVERSAL_STACK; ++i)
-            if (hit[i] && n->child[i] != CPN_EMPTY_CHILD) stack[sp++] = n->child[i];
+            if (tn[i] < CPN_INF && n->child[i] != CPN_EMPTY_CHILD) stack[sp++] = n->child[i];
     }
     return 0;
 }

@@ -32,6 +32,14 @@ __attribute__((format(printf, 3, 4))) inline cpn_status fail(cpn_msg* err, cpn_s
     return code;
 }
 
+/* The buffer named `name` in a host-given list (NULL entries and names tolerated), or NULL. */
+template <typename B>
+inline B* find_buffer(B* list, uint32_t count, const char* name) {
+    for (uint32_t i = 0; list != nullptr && i < count; ++i)
+        if (list[i].name != nullptr && std::strcmp(list[i].name, name) == 0) return &list[i];
+    return nullptr;
+}
+
 inline cpn_attr* next_attr(cpn_device_desc* d, const char* key, const char* unit) {
     if (d->attr_count >= CPN_MAX_ATTRS) return nullptr;
     cpn_attr* a = &d->attrs[d->attr_count++];

@@ -150,12 +150,6 @@ cpn_status prepare(cpn_device_handle* h, const cpn_workload* w, cpn_prepared** o
     return CPN_OK;
 }
 
-const cpn_buffer* find(const cpn_buffer* b, uint32_t n, const char* name) {
-    for (uint32_t i = 0; i < n; ++i)
-        if (b[i].name != nullptr && std::strcmp(b[i].name, name) == 0) return &b[i];
-    return nullptr;
-}
-
 cpn_status run(cpn_prepared* pp, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* err) {
     auto* p = reinterpret_cast<Prepared*>(pp);
     if (p->bench != nullptr) return cpn::cpubench::run(p->bench, io, ctl, err);
@@ -164,9 +158,9 @@ cpn_status run(cpn_prepared* pp, cpn_run_io* io, const cpn_run_control* ctl, cpn
         return fail(err, CPN_E_CANCELLED, "selftest.saxpy: cancelled before start");
     if (ctl != nullptr && ctl->deadline_ns != 0 && now_ns() > ctl->deadline_ns)
         return fail(err, CPN_E_DEADLINE_EXCEEDED, "selftest.saxpy: deadline passed before start");
-    const cpn_buffer* x = find(io->inputs, io->input_count, "x");
-    const cpn_buffer* y = find(io->inputs, io->input_count, "y");
-    cpn_buffer* out = const_cast<cpn_buffer*>(find(io->outputs, io->output_count, "y"));
+    const cpn_buffer* x = find_buffer(io->inputs, io->input_count, "x");
+    const cpn_buffer* y = find_buffer(io->inputs, io->input_count, "y");
+    cpn_buffer* out = find_buffer(io->outputs, io->output_count, "y");
     if (x == nullptr || y == nullptr)
         return fail(err, CPN_E_INVALID_ARGUMENT, "selftest.saxpy: input buffer '%s' is missing",
                     x == nullptr ? "x" : "y");

@@ -47,12 +47,6 @@ uint64_t now_ns() {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-const cpn_buffer* find(const cpn_buffer* b, uint32_t n, const char* name) {
-    for (uint32_t i = 0; i < n; ++i)
-        if (b != nullptr && b[i].name != nullptr && std::strcmp(b[i].name, name) == 0) return &b[i];
-    return nullptr;
-}
-
 }  // namespace
 
 bool is_render_kind(const char* kind) { return kind != nullptr && std::strcmp(kind, render::kRenderPassKind) == 0; }
@@ -94,16 +88,10 @@ cpn_status prepare(const cpn_workload* w, unsigned threads, Render** out, cpn_ms
 cpn_status run(Render* r, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* err) {
     if (const cpn_buffer* reps = render::bench_reps_input(io); reps != nullptr)
         return render::run_render_bench(r->params.c_str(), reps, io, [&](cpn_run_io* inner) { return run(r, inner, ctl, err); }, err);
-    const cpn_buffer* in = find(io->inputs, io->input_count, render::kRenderPassInput);
-    cpn_buffer* out = const_cast<cpn_buffer*>(find(io->outputs, io->output_count, render::kRenderOutput));
-    if (in == nullptr || in->size != sizeof(cpn_render_pass))
-        return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: input 'pass' must be one cpn_render_pass (%zu bytes)",
-                    sizeof(cpn_render_pass));
-    if (out == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: output buffer 'radiance' is missing");
     cpn_render_pass pass;
-    std::memcpy(&pass, in->data, sizeof pass);
-    const std::string why = render::check_render_pass(pass, out->size);
-    if (!why.empty()) return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: %s", why.c_str());
+    cpn_buffer* out = nullptr;
+    if (const std::string why = render::read_pass(io, &pass, &out); !why.empty())
+        return fail(err, CPN_E_INVALID_ARGUMENT, "%s", why.c_str());
     const volatile int32_t* cancel = ctl != nullptr ? ctl->cancel : nullptr;
     const uint64_t deadline = ctl != nullptr ? ctl->deadline_ns : 0;
     const uint32_t tw = pass.x1 - pass.x0, th = pass.y1 - pass.y0;

@@ -40,12 +40,6 @@ cpn_status fail_cuda(const DriverApi* api, cpn_msg* err, CUresult r, const std::
     return fail(err, st, "%s", text.c_str());
 }
 
-const cpn_buffer* find(const cpn_buffer* b, uint32_t n, const char* name) {
-    for (uint32_t i = 0; i < n; ++i)
-        if (b != nullptr && b[i].name != nullptr && std::strcmp(b[i].name, name) == 0) return &b[i];
-    return nullptr;
-}
-
 void free_state(const DriverApi* api, CUcontext ctx, RenderState* r) {
     if (r == nullptr) return;
     ScopedContext scope(api, ctx);
@@ -117,17 +111,10 @@ cpn_status render_run(cpn_prepared* p, cpn_run_io* io, const cpn_run_control* ct
     if (const cpn_buffer* reps = render::bench_reps_input(io); reps != nullptr)
         return render::run_render_bench(p->render->params.c_str(), reps, io,
                                         [&](cpn_run_io* inner) { return render_run(p, inner, ctl, err); }, err);
-    const cpn_buffer* in = find(io->inputs, io->input_count, render::kRenderPassInput);
-    cpn_buffer* outb = const_cast<cpn_buffer*>(find(io->outputs, io->output_count, render::kRenderOutput));
-    if (in == nullptr || in->size != sizeof(cpn_render_pass))
-        return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: input 'pass' must be one cpn_render_pass (%zu bytes)",
-                    sizeof(cpn_render_pass));
-    if (outb == nullptr || outb->data == nullptr)
-        return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: output buffer 'radiance' is missing");
     cpn_render_pass pass;
-    std::memcpy(&pass, in->data, sizeof pass);
-    const std::string why = render::check_render_pass(pass, outb->size);
-    if (!why.empty()) return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: %s", why.c_str());
+    cpn_buffer* outb = nullptr;
+    if (const std::string why = render::read_pass(io, &pass, &outb); !why.empty())
+        return fail(err, CPN_E_INVALID_ARGUMENT, "%s", why.c_str());
     if (ctl != nullptr && ctl->cancel != nullptr && *ctl->cancel != 0) return fail(err, CPN_E_CANCELLED, "render.pass: cancelled");
     RenderState* st = p->render;
     std::lock_guard<std::mutex> lock(st->mu);

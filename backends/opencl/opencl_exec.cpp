@@ -32,6 +32,7 @@
 namespace cpn::opencl {
 
 using plugin::fail;
+using plugin::find_buffer;
 
 namespace {
 
@@ -225,14 +226,6 @@ cpn_status saxpy_program(Device* d, cl_program* out, cpn_msg* err) {
     d->saxpy_program = prog;
     *out = prog;
     return CPN_OK;
-}
-
-/* A named buffer from a host array, or NULL when none has that name. */
-template <typename B>
-B* find_buffer(B* bufs, uint32_t count, const char* name) {
-    for (uint32_t i = 0; i < count; ++i)
-        if (bufs[i].name != nullptr && std::strcmp(bufs[i].name, name) == 0) return &bufs[i];
-    return nullptr;
 }
 
 /*

@@ -63,12 +63,6 @@ cpn_status build_program(const DeviceView& d, cl_program* out, cpn_msg* err) {
     return CPN_OK;
 }
 
-const cpn_buffer* find(const cpn_buffer* b, uint32_t n, const char* name) {
-    for (uint32_t i = 0; i < n; ++i)
-        if (b != nullptr && b[i].name != nullptr && std::strcmp(b[i].name, name) == 0) return &b[i];
-    return nullptr;
-}
-
 }  // namespace
 
 bool is_render_kind(const char* kind) { return kind != nullptr && std::strcmp(kind, cpn::render::kRenderPassKind) == 0; }
@@ -108,17 +102,10 @@ cpn_status run(Render* r, cpn_run_io* io, const cpn_run_control* ctl, cpn_msg* e
     if (const cpn_buffer* reps = cpn::render::bench_reps_input(io); reps != nullptr)
         return cpn::render::run_render_bench(r->params.c_str(), reps, io, [&](cpn_run_io* inner) { return run(r, inner, ctl, err); },
                                              err);
-    const cpn_buffer* in = find(io->inputs, io->input_count, cpn::render::kRenderPassInput);
-    cpn_buffer* out = const_cast<cpn_buffer*>(find(io->outputs, io->output_count, cpn::render::kRenderOutput));
-    if (in == nullptr || in->size != sizeof(cpn_render_pass))
-        return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: input 'pass' must be one cpn_render_pass (%zu bytes)",
-                    sizeof(cpn_render_pass));
-    if (out == nullptr || out->data == nullptr)
-        return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: output buffer 'radiance' is missing");
     cpn_render_pass pass;
-    std::memcpy(&pass, in->data, sizeof pass);
-    const std::string why = cpn::render::check_render_pass(pass, out->size);
-    if (!why.empty()) return fail(err, CPN_E_INVALID_ARGUMENT, "render.pass: %s", why.c_str());
+    cpn_buffer* out = nullptr;
+    if (const std::string why = cpn::render::read_pass(io, &pass, &out); !why.empty())
+        return fail(err, CPN_E_INVALID_ARGUMENT, "%s", why.c_str());
     if (ctl != nullptr && ctl->cancel != nullptr && *ctl->cancel != 0) return fail(err, CPN_E_CANCELLED, "render.pass: cancelled");
     const auto t0 = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> lock(r->mu);

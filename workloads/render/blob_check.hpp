@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "cpn_backend_util.hpp"
 #include "kernel/types.h"
 
 namespace cpn::render {
@@ -76,5 +77,18 @@ inline std::string check_render_pass(const cpn_render_pass& p, uint64_t output_b
 constexpr const char* kRenderPassKind = "render.pass";
 constexpr const char* kRenderPassInput = "pass";        // one cpn_render_pass
 constexpr const char* kRenderOutput = "radiance";       // 4 floats per tile pixel
+
+/* The pass and the output buffer of a render.pass run, checked against each other: "" and both
+ * filled when sound, else what is wrong (for a CPN_E_INVALID_ARGUMENT). */
+inline std::string read_pass(const cpn_run_io* io, cpn_render_pass* pass, cpn_buffer** out) {
+    const cpn_buffer* in = plugin::find_buffer(io->inputs, io->input_count, kRenderPassInput);
+    *out = plugin::find_buffer(io->outputs, io->output_count, kRenderOutput);
+    if (in == nullptr || in->data == nullptr || in->size != sizeof(cpn_render_pass))
+        return "render.pass: input 'pass' must be one cpn_render_pass (" + std::to_string(sizeof(cpn_render_pass)) + " bytes)";
+    if (*out == nullptr || (*out)->data == nullptr) return "render.pass: output buffer 'radiance' is missing";
+    std::memcpy(pass, in->data, sizeof *pass);
+    const std::string why = check_render_pass(*pass, (*out)->size);
+    return why.empty() ? why : "render.pass: " + why;
+}
 
 }  // namespace cpn::render

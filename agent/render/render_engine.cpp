@@ -72,23 +72,14 @@ public:
 
     /* Renders one band; fills out (4 floats per pixel). */
     Status run(const cpn_render_pass& pass, std::vector<float>& out, const volatile int32_t* cancel, uint64_t& rays) {
-        cpn_buffer in{kRenderPassInput, const_cast<cpn_render_pass*>(&pass), sizeof pass};
         out.assign(size_t{pass.x1 - pass.x0} * (pass.y1 - pass.y0) * 4, 0.0f);
-        cpn_buffer o{kRenderOutput, out.data(), out.size() * sizeof(float)};
         char result[1024] = {};
-        cpn_run_io io{};
-        io.struct_size = sizeof io;
-        io.inputs = &in;
-        io.input_count = 1;
-        io.outputs = &o;
-        io.output_count = 1;
-        io.result_json = result;
-        io.result_json_capacity = sizeof result;
+        PassIo call(pass, out.data(), result, sizeof result);
         cpn_run_control ctl{};
         ctl.struct_size = sizeof ctl;
         ctl.cancel = cancel;
         cpn_msg err{};
-        const cpn_status st = lib_->backend().run(prepared_, &io, &ctl, &err);
+        const cpn_status st = lib_->backend().run(prepared_, &call.io, &ctl, &err);
         if (st == CPN_E_CANCELLED) return Status(Code::cancelled, "cancelled");
         if (st == CPN_E_DEVICE_LOST) return Status(Code::device_lost, backend_ + ": " + err.text);
         if (st != CPN_OK) return Status(Code::unavailable, backend_ + ": run: " + err.text);

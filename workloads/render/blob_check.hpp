@@ -78,6 +78,26 @@ constexpr const char* kRenderPassKind = "render.pass";
 constexpr const char* kRenderPassInput = "pass";        // one cpn_render_pass
 constexpr const char* kRenderOutput = "radiance";       // 4 floats per tile pixel
 
+/* The cpn_run_io of one render.pass call: input `pass`, output `radiance` (4 floats per tile
+ * pixel, `radiance` must hold them). Refers to its own members: not copyable. */
+struct PassIo {
+    cpn_buffer in, out;
+    cpn_run_io io{};
+    PassIo(const cpn_render_pass& pass, float* radiance, char* result = nullptr, uint64_t result_capacity = 0)
+        : in{kRenderPassInput, const_cast<cpn_render_pass*>(&pass), sizeof pass},
+          out{kRenderOutput, radiance, uint64_t{pass.x1 - pass.x0} * (pass.y1 - pass.y0) * 4 * sizeof(float)} {
+        io.struct_size = sizeof io;
+        io.inputs = &in;
+        io.input_count = 1;
+        io.outputs = &out;
+        io.output_count = 1;
+        io.result_json = result;
+        io.result_json_capacity = result_capacity;
+    }
+    PassIo(const PassIo&) = delete;
+    PassIo& operator=(const PassIo&) = delete;
+};
+
 /* The pass and the output buffer of a render.pass run, checked against each other: "" and both
  * filled when sound, else what is wrong (for a CPN_E_INVALID_ARGUMENT). */
 inline std::string read_pass(const cpn_run_io* io, cpn_render_pass* pass, cpn_buffer** out) {

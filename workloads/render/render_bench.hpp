@@ -77,16 +77,9 @@ cpn_status run_render_bench(const char* params_json, const cpn_buffer* reps_buf,
     pass.sample_count = static_cast<uint32_t>(reps < 1 ? 1 : reps > 4096 ? 4096 : reps);
     const uint64_t pixels = uint64_t{pass.x1 - pass.x0} * (pass.y1 - pass.y0);
     std::vector<float> out(pixels * 4);
-    cpn_buffer in{kRenderPassInput, &pass, sizeof pass};
-    cpn_buffer ob{kRenderOutput, out.data(), out.size() * sizeof(float)};
-    cpn_run_io inner{};
-    inner.struct_size = sizeof inner;
-    inner.inputs = &in;
-    inner.input_count = 1;
-    inner.outputs = &ob;
-    inner.output_count = 1;
+    PassIo call(pass, out.data());
     const auto t0 = std::chrono::steady_clock::now();
-    if (cpn_status st = run_pass(&inner); st != CPN_OK) return st;
+    if (cpn_status st = run_pass(&call.io); st != CPN_OK) return st;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double rays = 0;
     bool finite = true;

@@ -214,8 +214,15 @@ run_pass() {  # name, jobs, [VAR=value for the emulator]
   [[ -n $ids ]] || return 0
   n=$(( $(tr ',' '\n' <<<"$ids" | wc -l) - 3 ))
   say "$name pass: $n tests under $(basename "$emulator")${3:+ ($3)}"
-  env ${3:+"$3"} ctest -I "$ids" -j"$j" --timeout 300 --output-on-failure 2>&1 | tee "$log" || rc=1
-  summaries+=("$name${3:+ ($3)}: $(grep -E 'tests passed' "$log" || echo 'no summary')")
+  # --repeat until-pass:2: a test that fails is run once more. qemu-user now and then hangs a
+  # child process the agent starts (seen: plugin probe children killed at their deadline, never
+  # natively); the failed attempt stays in the log with its output, and the summary names every
+  # test that needed the second run, so a real arm64 failure (it fails twice) still fails here.
+  env ${3:+"$3"} ctest -I "$ids" -j"$j" --timeout 300 --output-on-failure --repeat until-pass:2 2>&1 \
+    | tee "$log" || rc=1
+  local reran
+  reran=$(sed -n 's/^ *[0-9]*\/*[0-9]* *Test *#[0-9]*: \([^ ]*\) .*\*\*\*.*/\1/p' "$log" | sort -u | paste -sd' ')
+  summaries+=("$name${3:+ ($3)}: $(grep -E 'tests passed' "$log" || echo 'no summary')${reran:+; failed once, passed on the rerun: $reran}")
 }
 run_pass parallel "$jobs"
 run_pass serial 1

@@ -44,16 +44,41 @@ bool parse_tile(const std::string& s, std::array<uint32_t, 4>& t) {
     return a < c && b < d;
 }
 
+// The output is checked before any work (a long render must not end in "cannot write"), and
+// written beside its final name then renamed, so an interrupted or failed run never leaves a
+// half-written image where the last good one was.
+std::string output_problem(const std::string& path) {
+    std::error_code ec;
+    const std::filesystem::path p(path);
+    if (std::filesystem::is_directory(p, ec)) return path + ": cannot open for writing: it is a directory";
+    std::filesystem::path dir = p.parent_path();
+    if (dir.empty()) dir = ".";
+    if (!std::filesystem::is_directory(dir, ec))
+        return path + ": cannot open for writing: " + std::strerror(ENOENT) + " (no directory " + dir.string() + ")";
+    if (::access(dir.c_str(), W_OK) != 0)
+        return path + ": cannot open for writing: " + std::strerror(errno) + " (directory " + dir.string() + ")";
+    return {};
+}
+
 bool write_file(const std::string& path, const std::string& bytes, std::string& err) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    const std::string tmp = path + ".partial-" + std::to_string(::getpid());
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) {
         err = path + ": cannot open for writing: " + std::strerror(errno);
         return false;
     }
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.close();
+    std::error_code ec;
     if (!out) {
         err = path + ": write failed: " + std::strerror(errno);
+        std::filesystem::remove(tmp, ec);
+        return false;
+    }
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+        err = path + ": cannot replace: " + ec.message();
+        std::filesystem::remove(tmp, ec);
         return false;
     }
     return true;
@@ -114,6 +139,10 @@ std::function<int()> add_render_command(CLI::App& app, const GlobalOptions& g) {
             std::fprintf(stderr, "cpn-agent render: name a scene file, or --reference\n");
             return kExitUsage;
         }
+        if (std::string why = output_problem(out); !why.empty()) {
+            std::fprintf(stderr, "cpn-agent render: %s\n", why.c_str());
+            return kExitFailure;
+        }
         std::string text;
         std::error_code ec;
         if (!args->reference) {
@@ -139,8 +168,13 @@ std::function<int()> add_render_command(CLI::App& app, const GlobalOptions& g) {
         Inventory inv = discover(opt, &warnings);
         for (const std::string& w : warnings) spdlog::warn("discovery: {}", w);
         std::map<std::string, std::string> plugins;
-        for (const PluginReport& p : inv.plugins)
+        for (const PluginReport& p : inv.plugins) {
             if (p.status == "ok") plugins[p.name] = p.path;
+            // A plugin that is merely skipped (no driver) is normal; one that failed or hung is
+            // why a device may have no way to render, so say so before the render says "none".
+            else if (p.status != "skipped")
+                spdlog::warn("plugin {}: {} at {}: {}", p.name, p.status, p.stage, p.reason);
+        }
         auto plugin_path = [&](const std::string& b) {
             auto it = plugins.find(b);
             return it == plugins.end() ? std::string() : it->second;

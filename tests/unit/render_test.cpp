@@ -576,6 +576,11 @@ TEST(RenderCli, ErrorsSayWhatIsWrong) {
     r = test::run_command(agent_cmd(dir, dir.file("s.yaml") + " -o /nonexistent/dir/x.png"));
     EXPECT_EQ(r.exit_code, 1) << r.out;
     EXPECT_NE(r.out.find("/nonexistent/dir/x.png: cannot open for writing"), std::string::npos) << r.out;
+    // The output is checked before the devices are even looked at, and a directory is refused.
+    r = test::run_command(agent_cmd(dir, dir.file("s.yaml") + " -o " + dir.path()));
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    EXPECT_NE(r.out.find("cannot open for writing: it is a directory"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("discovery"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -42,6 +42,7 @@ target_packages=(
   libhwloc-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev libsqlite3-dev libsystemd-dev
   libspng-dev libtinyobjloader-dev
+  libonnx-dev libprotobuf-dev libopenblas-dev
   libgtest-dev libgmock-dev
 )
 mkdir -p "$aptdir"/{lists/partial,cache/archives/partial,etc/parts} "$sysroot"
@@ -100,6 +101,14 @@ if [[ ! -f $sysroot/.stamp || $(cat "$sysroot/.stamp") != "$stamp" ]]; then
     [[ $target == /* ]] || continue
     ln -sfn "$(realpath -m --relative-to="$(dirname "$link")" "$sysroot$target")" "$link"
   done < <(find "$sysroot" -type l -print0)
+  # What update-alternatives would link on a real system: OpenBLAS as the BLAS, found through
+  # /usr/lib/<triplet>/libopenblas.so.0 by the loader.
+  for ob in "$sysroot"/usr/lib/*/openblas-pthread; do
+    [[ -d $ob ]] || continue
+    for lib in libopenblas.so.0 libopenblas.so libblas.so.3; do
+      [[ -e $ob/$lib && ! -e $ob/../$lib ]] && ln -s "openblas-pthread/$lib" "$ob/../$lib"
+    done
+  done
   echo "$stamp" >"$sysroot/.stamp"
 fi
 t_apt=$(( $(date +%s) - t0 ))

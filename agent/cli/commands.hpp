@@ -36,5 +36,6 @@ std::function<int()> add_run_command(CLI::App& app, const GlobalOptions& g);
 std::function<int()> add_bench_command(CLI::App& app, const GlobalOptions& g);
 std::function<int()> add_check_command(CLI::App& app, const GlobalOptions& g);
 std::function<int()> add_render_command(CLI::App& app, const GlobalOptions& g);
+std::function<int()> add_infer_command(CLI::App& app, const GlobalOptions& g);
 
 }  // namespace cpn::cli

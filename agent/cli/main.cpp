@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     reg(cpn::cli::add_bench_command(app, g));
     reg(cpn::cli::add_check_command(app, g));
     reg(cpn::cli::add_render_command(app, g));
+    reg(cpn::cli::add_infer_command(app, g));
     reg(cpn::cli::add_probe_plugin_command(app));
 
     try {

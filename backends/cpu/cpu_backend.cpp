@@ -1,4 +1,5 @@
-// cpu_backend.cpp: the CPU backend plugin (kinds: selftest.saxpy, bench.*, render.pass). Discovery of the CPU itself lives in the core (the
+// cpu_backend.cpp: the CPU backend plugin (kinds: selftest.saxpy, bench.*, render.pass; the
+// inference extension cpn_infer_v1 through get_proc). Discovery of the CPU itself lives in the core (the
 // agent must list the CPU with every plugin removed); this plugin is the CPU's execution path,
 // so workloads reach the CPU through the same interface as every accelerator.
 #include <sys/utsname.h>
@@ -17,6 +18,7 @@
 #include "cpn_backend.h"
 #include "cpn_backend_util.hpp"
 #include "cpu_bench.hpp"
+#include "cpu_infer.hpp"
 #include "cpu_render.hpp"
 
 using namespace cpn::plugin;
@@ -201,11 +203,17 @@ void release(cpn_prepared* pp) {
     delete p;
 }
 
+void* get_proc(const char* name) {
+    if (name != nullptr && std::strcmp(name, CPN_INFER_PROC) == 0)
+        return const_cast<cpn_infer_api*>(cpn::cpuinfer::api());
+    return nullptr;
+}
+
 const cpn_backend kBackend = {
     CPN_BACKEND_ABI_VERSION, sizeof(cpn_backend), "cpu", "0.1.0",
     probe, device_count, device_info,
     device_open, device_close, query, prepare, run, release,
-    nullptr, nullptr};
+    get_proc, nullptr};
 
 }  // namespace
 

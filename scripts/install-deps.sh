@@ -21,7 +21,7 @@ packages=(
   # backends: OpenCL (PoCL gives a real CPU device), oneAPI Level Zero loader, Xilinx XRT
   ocl-icd-opencl-dev opencl-headers opencl-c-headers pocl-opencl-icd libze-dev libze1 libxrt-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev python3 python3-jsonschema python3-pytest python3-paho-mqtt
+  libgtest-dev libgmock-dev libbenchmark-dev python3 python3-jsonschema python3-pytest python3-paho-mqtt python3-numpy
   # the Debian packages (CPack) and their install test in a clean Debian 12 root
   dpkg-dev fakeroot lintian debootstrap systemd man-db groff-base
   # the peers the benchmark figures are compared against (bench/, not the tests): clpeak for

@@ -24,6 +24,7 @@
 #include "core/log.hpp"
 #include "inventory/discovery.hpp"
 #include "inventory/render.hpp"
+#include "infer/infer_task.hpp"
 #include "render/render_task.hpp"
 
 namespace cpn::cli {
@@ -256,7 +257,8 @@ std::function<int()> add_bench_command(CLI::App& app, const GlobalOptions& g) {
         struct sigaction old_int {}, old_term {};
         sigaction(SIGINT, &sa, &old_int);
         sigaction(SIGTERM, &sa, &old_term);
-        render::register_render_reference();  // the task-level figure task.render
+        render::register_render_reference();  // the task-level figures task.render
+        infer::register_infer_reference();    // and task.infer
         bench::BenchReport report = bench::run_suite(inv, so);
         sigaction(SIGINT, &old_int, nullptr);
         sigaction(SIGTERM, &old_term, nullptr);

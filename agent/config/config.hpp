@@ -80,6 +80,8 @@ struct Config {
         std::string reply_prefix = "cpn/v1/replies/";
         int64_t render_max_triangles = 20'000'000;   // a render scene's triangles at most
         int64_t render_max_pixels = 7680ll * 4320;    // a render's width x height at most
+        int64_t infer_max_tensor_elements = 1ll << 30;  // any one tensor of an infer task at most
+        int infer_model_cache_entries = 8;           // models kept loaded and prepared between tasks
     } tasks;
     std::string state_dir = "/var/lib/cpn-agent";
     struct Log {

@@ -34,6 +34,7 @@
 #include "mqtt/mqtt_session.hpp"
 #include "plugin/isolated_probe.hpp"
 #include "plugin/plugin_library.hpp"
+#include "infer/infer_task.hpp"
 #include "render/render_task.hpp"
 #include "store/outbox.hpp"
 #include "store/session_counter.hpp"
@@ -121,6 +122,7 @@ private:
     void open_tasks();
     tasks::Workload bench_workload();
     tasks::Workload render_workload();
+    tasks::Workload infer_workload();
     void take_bench_requests();
     Status load_normalization();
     // events
@@ -982,6 +984,23 @@ tasks::Workload Daemon::render_workload() {
     return render::render_workload(std::move(deps));
 }
 
+tasks::Workload Daemon::infer_workload() {
+    infer::InferWorkloadDeps deps;
+    deps.devices = inv_.devices;
+    std::map<std::string, std::string> plugins;
+    for (const PluginReport& p : inv_.plugins)
+        if (p.status == "ok") plugins[p.name] = p.path;
+    deps.plugin_path = [plugins](const std::string& backend) {
+        auto it = plugins.find(backend);
+        return it == plugins.end() ? std::string() : it->second;
+    };
+    deps.allowed_dirs = cfg_.tasks.allowed_input_dirs;
+    deps.max_file_bytes = static_cast<uint64_t>(cfg_.tasks.max_file_input_bytes);
+    deps.max_tensor_elements = cfg_.tasks.infer_max_tensor_elements;
+    deps.model_cache_entries = static_cast<size_t>(cfg_.tasks.infer_model_cache_entries);
+    return infer::infer_workload(std::move(deps));
+}
+
 void Daemon::take_bench_requests() {
     std::vector<BenchRequest> reqs;
     {
@@ -1055,7 +1074,8 @@ void Daemon::open_tasks() {
         return false;
     };
     Result<std::unique_ptr<tasks::TaskService>> ts =
-        tasks::TaskService::open(tc, inv_, std::move(hooks), {tasks::echo_workload(), bench_workload(), render_workload()});
+        tasks::TaskService::open(tc, inv_, std::move(hooks),
+                                 {tasks::echo_workload(), bench_workload(), render_workload(), infer_workload()});
     if (!ts.ok()) {
         spdlog::error("tasks: {}; this node accepts no tasks until the journal can be opened (restart after fixing it)",
                       ts.status().message());
@@ -1077,6 +1097,7 @@ int Daemon::run() {
 
     if (int rc = load_configuration(); rc != 0) return rc;
     render::register_render_reference();  // capacity measures task.render with the hardware figures
+    infer::register_infer_reference();    // and task.infer
     if (Status s = check_broker_files(); !s.ok()) {
         spdlog::error("configuration: {}", s.message());
         return 3;

@@ -67,9 +67,10 @@
 #define CPN_BENCH_H
 
 /* Version of the kinds, parameters and result fields above, and of the task-level reference
- * jobs the workloads register (2: the render reference, task.render); part of the capacity
- * cache fingerprint, so a change here re-benchmarks every node. */
-#define CPN_BENCH_SUITE_VERSION "2"
+ * jobs the workloads register (2: the render reference, task.render; 3: the inference
+ * reference, task.infer); part of the capacity cache fingerprint, so a change here
+ * re-benchmarks every node. */
+#define CPN_BENCH_SUITE_VERSION "3"
 
 #define CPN_BENCH_KIND_PREFIX "bench."
 #define CPN_BENCH_REPS_INPUT "reps"

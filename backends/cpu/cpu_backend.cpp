@@ -1,4 +1,4 @@
-// cpu_backend.cpp: the CPU backend plugin (kinds: selftest.saxpy, bench.*, render.pass; the
+// cpu_backend.cpp: the CPU backend plugin (kinds: selftest.saxpy, bench.*, render.pass, infer.bench; the
 // inference extension cpn_infer_v1 through get_proc). Discovery of the CPU itself lives in the core (the
 // agent must list the CPU with every plugin removed); this plugin is the CPU's execution path,
 // so workloads reach the CPU through the same interface as every accelerator.
@@ -34,6 +34,7 @@ struct Prepared {
     float a = 0.f;
     cpn::cpubench::Bench* bench = nullptr;  // set for the "bench.*" kinds (cpu_bench.cpp)
     cpn::cpurender::Render* render = nullptr;  // set for render.pass (cpu_render.cpp)
+    cpn::cpuinfer::Bench* infer = nullptr;     // set for infer.bench (cpu_infer.cpp)
 };
 
 std::string cpuinfo_field(const std::string& key) {
@@ -96,6 +97,10 @@ void device_close(cpn_device_handle* h) { delete reinterpret_cast<CpuDevice*>(h)
 cpn_status query(cpn_device_handle*, const cpn_workload* w, cpn_query_result* out, cpn_msg* err) {
     if (cpn::cpubench::is_bench_kind(w->kind)) return cpn::cpubench::query(w, out, err);
     if (cpn::cpurender::is_render_kind(w->kind)) return cpn::cpurender::query(w, out, err);
+    if (cpn::cpuinfer::is_bench_kind(w->kind)) {
+        out->supported = 1;
+        return CPN_OK;
+    }
     if (std::strcmp(w->kind, "selftest.saxpy") == 0) {
         out->supported = 1;
         return CPN_OK;
@@ -140,6 +145,17 @@ cpn_status prepare(cpn_device_handle* h, const cpn_workload* w, cpn_prepared** o
         *out = reinterpret_cast<cpn_prepared*>(p);
         return CPN_OK;
     }
+    if (cpn::cpuinfer::is_bench_kind(w->kind)) {
+        cpn::cpuinfer::Bench* bench = nullptr;
+        if (cpn_status st = cpn::cpuinfer::bench_prepare(w, &bench, err); st != CPN_OK) return st;
+        auto* p = new (std::nothrow) Prepared{reinterpret_cast<CpuDevice*>(h), 0.f, nullptr, nullptr, bench};
+        if (p == nullptr) {
+            cpn::cpuinfer::bench_release(bench);
+            return fail(err, CPN_E_OUT_OF_MEMORY, "cpu backend: out of memory");
+        }
+        *out = reinterpret_cast<cpn_prepared*>(p);
+        return CPN_OK;
+    }
     if (std::strcmp(w->kind, "selftest.saxpy") != 0)
         return fail(err, CPN_E_UNSUPPORTED, "cpu backend: workload kind '%s' is not supported", w->kind);
     float a = 0;
@@ -156,6 +172,7 @@ cpn_status run(cpn_prepared* pp, cpn_run_io* io, const cpn_run_control* ctl, cpn
     auto* p = reinterpret_cast<Prepared*>(pp);
     if (p->bench != nullptr) return cpn::cpubench::run(p->bench, io, ctl, err);
     if (p->render != nullptr) return cpn::cpurender::run(p->render, io, ctl, err);
+    if (p->infer != nullptr) return cpn::cpuinfer::bench_run(p->infer, io, ctl, err);
     if (ctl != nullptr && ctl->cancel != nullptr && *ctl->cancel != 0)
         return fail(err, CPN_E_CANCELLED, "selftest.saxpy: cancelled before start");
     if (ctl != nullptr && ctl->deadline_ns != 0 && now_ns() > ctl->deadline_ns)
@@ -200,6 +217,7 @@ void release(cpn_prepared* pp) {
     if (p == nullptr) return;
     if (p->bench != nullptr) cpn::cpubench::release(p->bench);
     if (p->render != nullptr) cpn::cpurender::release(p->render);
+    if (p->infer != nullptr) cpn::cpuinfer::bench_release(p->infer);
     delete p;
 }
 

@@ -75,6 +75,10 @@ def main():
     assert r and r["status"] == "ok" and r["unit"] == "Mrays/s" and r["category"] == "task", r
     assert r["value"] > 0 and "Cornell box" in r["check"], r
     assert rec["l1"]["node"]["render"] > 0, rec["l1"]
+    # And the inference workload's: inferences/s on its reference model.
+    r = figs.get("task.infer")
+    assert r and r["status"] == "ok" and r["unit"] == "inferences/s" and r["category"] == "task", r
+    assert r["value"] > 0 and "cpn-ref-cnn-1" in r["check"], r
     print(f"quick: {rec['l0']['seconds']:.1f} s, cpu fp32 {figs['fp32']['value'] / 1e9:.1f} GFLOP/s "
           f"({100 * figs['fp32']['efficiency']:.0f} % of peak), triad {figs['mem.triad']['value'] / 1e9:.1f} GB/s, "
           f"L2 {rec['l2']['node']:.3f}")

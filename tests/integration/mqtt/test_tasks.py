@@ -924,3 +924,102 @@ def test_task_render_cancel_and_timeout(broker, make_agent, make_brain, make_cli
     d = client.wait(lambda x: x.get("task_id") == "slow" and x.get("state") in TERMINAL, since=mark, timeout=15).doc
     assert d["state"] == "TIMED_OUT", d
     assert_alive(agent)
+
+
+# --------------------------------------------------------------------------------------------
+# infer (docs/inference.md): the digits CNN from tests/fixtures/infer
+
+INFER_FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "infer"
+
+
+def npy_bytes(array):
+    import io
+    import numpy as np
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array))
+    return buf.getvalue()
+
+
+def infer(task_id, params, model=None, path=None, **fields):
+    doc = {"schema_version": 1, "id": task_id, "kind": "infer", "params": params, "requirements": dict(PIN)}
+    if path:
+        doc["input"] = {"path": str(path)}
+    else:
+        doc["input"] = {"base64": b64(model if model is not None else (INFER_FIXTURES / "digits-cnn.onnx").read_bytes())}
+    doc.update(fields)
+    return doc
+
+
+def test_task_infer_digits_model_cached_between_tasks(broker, make_agent, make_brain, make_client, node_id, workdir):
+    import io
+    import numpy as np
+    allowed = workdir / "models"
+    allowed.mkdir()
+    (allowed / "digits.onnx").write_bytes((INFER_FIXTURES / "digits-cnn.onnx").read_bytes())
+    x = np.load(INFER_FIXTURES / "digits-test-x.npy")[:8]
+    y = np.load(INFER_FIXTURES / "digits-test-y.npy")[:8]
+    (allowed / "x.npy").write_bytes(npy_bytes(x))
+    agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id,
+                                      tasks__allowed_input_dirs=[str(allowed)])
+    mark = client.mark()
+    # The model by path, the images inline.
+    client.submit(infer("digits-1", {"inputs": {"image": {"base64": b64(npy_bytes(x))}}}, path=allowed / "digits.onnx"))
+    d = wait_state(client, "digits-1", "SUCCEEDED", since=mark, timeout=60).doc
+    logits = np.load(io.BytesIO(output_bytes(d)))
+    assert logits.shape == (8, 10) and logits.dtype == np.float32, logits.shape
+    assert (logits.argmax(1) == y).sum() >= 7, (logits.argmax(1), y)
+    data = d["result"]["data"]
+    assert data["device_id"] == "cpu" and data["backend"] == "cpu" and data["model_cached"] is False, data
+    assert data["nodes"] == 6 and data["model_nodes"] == 10 and data["fallback_nodes"] == 0, data
+    assert data["run_s"] > 0 and data["flops"] > 0 and data["gflops_per_s"] > 0, data
+    out = data["outputs"][0]
+    assert out["name"] == "logits" and out["shape"] == [8, 10] and len(out["values"]) == 80, out
+    # The same model again (inline this time, the same bytes), the images by path: neither
+    # loaded nor compiled again; the same answer in another format.
+    client.submit(infer("digits-2", {"inputs": {"image": {"path": str(allowed / "x.npy")}}, "output_format": "cpnt"}))
+    d2 = wait_state(client, "digits-2", "SUCCEEDED", since=mark, timeout=60).doc
+    data2 = d2["result"]["data"]
+    assert data2["model_cached"] is True and data2["compile_s"] == 0, data2
+    cpnt = output_bytes(d2)
+    assert cpnt[:4] == b"CPNT"
+    assert np.array_equal(np.frombuffer(cpnt[-320:], dtype=np.float32).reshape(8, 10), logits)
+    assert_alive(agent)
+
+
+def test_task_infer_bad_models_and_inputs_fail_with_the_reason(broker, make_agent, make_brain, make_client, node_id, workdir):
+    import numpy as np
+    allowed = workdir / "allowed"
+    allowed.mkdir()
+    (workdir / "outside.npy").write_bytes(npy_bytes(np.zeros((1, 1, 8, 8), np.float32)))
+    agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id,
+                                      tasks__allowed_input_dirs=[str(allowed)])
+    good = {"image": {"base64": b64(npy_bytes(np.zeros((2, 1, 8, 8), np.float32)))}}
+    nan = np.zeros((1, 1, 8, 8), np.float32)
+    nan[0, 0, 3, 4] = np.nan
+    model = (INFER_FIXTURES / "digits-cnn.onnx").read_bytes()
+    cases = {
+        "garbage": (b"\x08\x01garbage garbage garbage", good, "not an ONNX model"),
+        "truncated": (model[: len(model) // 2], good, "model (inline input)"),
+        "wrong-name": (model, {"pixels": good["image"]}, "input 'image' is missing"),
+        "wrong-shape": (model, {"image": {"base64": b64(npy_bytes(np.zeros((2, 8, 8), np.float32)))}},
+                        "input 'image': expected shape [batch, 1, 8, 8], got [2, 8, 8]"),
+        "wrong-type": (model, {"image": {"base64": b64(npy_bytes(np.zeros((2, 1, 8, 8), np.float64)))}},
+                       "input 'image': expected float32, got float64"),
+        "nan": (model, {"image": {"base64": b64(npy_bytes(nan))}}, "input 'image': element 28 is NaN"),
+        "outside": (model, {"image": {"path": str(workdir / "outside.npy")}}, "is outside the allowed input directories"),
+        "not-a-tensor": (model, {"image": {"base64": b64(b"hello, not a tensor")}}, "params.inputs.image"),
+    }
+    mark = client.mark()
+    for tid, (m, inputs, _) in cases.items():
+        client.submit(infer(tid, {"inputs": inputs}, model=m))
+    for tid, (_, _, why) in cases.items():
+        d = client.wait(lambda x, t=tid: x.get("task_id") == t and x.get("state") in TERMINAL, since=mark,
+                        timeout=30, what=f"{tid} ends").doc
+        assert d["state"] == "FAILED" and d["code"] == "failed", d
+        assert why in d["reason"], (tid, d["reason"])
+    client.submit(infer("bad-params", {"output_format": "jpg"}))
+    d = wait_state(client, "bad-params", "REJECTED", since=mark).doc
+    assert d["code"] == "invalid_field" and "params.output_format: expected npy, pb or cpnt" in d["reason"], d
+    assert_alive(agent)
+    client.submit(infer("after", {"inputs": good}))
+    wait_state(client, "after", "SUCCEEDED", since=mark, timeout=30)

@@ -100,6 +100,7 @@ struct Segment {
 };
 
 struct Plan {
+    std::mutex run_mu;  // one run of a plan at a time (cpn_infer.h: a prepared segment is not reentrant)
     std::vector<std::unique_ptr<Segment>> segments;
     double compile_seconds = 0;
     size_t fallback_nodes = 0;
@@ -246,9 +247,21 @@ InferTarget infer_target_for(const Device& d, const std::vector<Device>& all,
 // ---- the engine --------------------------------------------------------------------------------
 
 struct InferEngine::Impl {
-    std::mutex mu;
+    std::mutex mu;  // guards sessions and plans; runs themselves go on concurrently
     std::map<std::string, std::shared_ptr<DeviceSession>> sessions;  // backend:index
     std::map<std::string, std::shared_ptr<Plan>> plans;             // sha256 @ device
+    std::list<std::string> plan_order;                              // oldest first
+    static constexpr size_t kMaxPlans = 32;  // prepared (model, device) pairs kept
+
+    void remember(const std::string& key, std::shared_ptr<Plan> p) {
+        plans[key] = std::move(p);
+        plan_order.push_back(key);
+        // An evicted plan stays alive while a run still holds it (shared_ptr).
+        while (plan_order.size() > kMaxPlans) {
+            plans.erase(plan_order.front());
+            plan_order.pop_front();
+        }
+    }
 
     Result<std::shared_ptr<DeviceSession>> session(const InferTarget::Path& p) {
         const std::string key = p.backend + ":" + std::to_string(p.index);
@@ -312,7 +325,7 @@ struct InferEngine::Impl {
             b = e;
         }
         plan->compile_seconds = since(t0);
-        plans[key] = plan;
+        remember(key, plan);
         return plan;
     }
 };
@@ -322,7 +335,6 @@ InferEngine::~InferEngine() = default;
 
 Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m, const InferTarget& target,
                                      const std::map<std::string, Tensor>& inputs, const InferRunOptions& opt) {
-    std::lock_guard<std::mutex> lk(impl_->mu);  // one run per engine at a time; the devices are shared
     const Graph& g = m->model.graph;
     // The model's inputs are checked once, here: names, types, shapes, finite values.
     try {
@@ -335,10 +347,17 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
     } catch (const Error& e) {
         return Status(code_of(e), e.what());
     }
-    const bool cached_plan = impl_->plans.count(m->sha256 + "@" + target.device_id) != 0;
-    Result<std::shared_ptr<Plan>> pr = impl_->plan(*m, target, opt);
-    if (!pr.ok()) return pr.status();
-    const Plan& plan = *pr.value();
+    bool cached_plan = false;
+    std::shared_ptr<Plan> held;  // keeps the plan alive for this run even if it is evicted
+    {
+        std::lock_guard<std::mutex> lk(impl_->mu);
+        cached_plan = impl_->plans.count(m->sha256 + "@" + target.device_id) != 0;
+        Result<std::shared_ptr<Plan>> pr = impl_->plan(*m, target, opt);
+        if (!pr.ok()) return pr.status();
+        held = pr.value();
+    }
+    Plan& plan = *held;
+    std::lock_guard<std::mutex> run_lock(plan.run_mu);
 
     std::map<std::string, Tensor> env = inputs;
     for (const auto& [k, v] : g.initializers) env.emplace(k, v);

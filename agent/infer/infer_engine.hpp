@@ -74,7 +74,8 @@ struct InferResult {
     nlohmann::json metrics;  // load_s, compile_s, run_s, gflops, device, backend, segments, fallback...
 };
 
-/* Prepared segments per (model, device), kept while the engine lives. */
+/* Prepared segments per (model, device), the 32 most recent kept while the engine lives. Runs
+ * of different models or devices go on concurrently; runs of one (model, device) in turn. */
 class InferEngine {
 public:
     InferEngine();

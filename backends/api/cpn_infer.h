@@ -10,6 +10,9 @@
  * so the backend allocates nothing the host sees: it asks the host for each output's memory
  * through `alloc`, once it knows the output's type and shape.
  *
+ * The host never runs one prepared segment from two threads at once; different prepared
+ * segments (other models, other devices) may run at the same time.
+ *
  * Element types are ONNX TensorProto.DataType codes (1 float32, 7 int64, ...). Dims are int64,
  * C order. Everything is host memory; a device backend copies in and out itself and counts it.
  */

@@ -160,7 +160,7 @@ excluded=(
   '^Subprocess\.MissingProgramIsAStartError$|qemu-user runs the vfork of posix_spawn as a fork, so the child cannot report a failed exec to the parent: it exits 127 instead (a qemu limitation; the native run checks it)'
   '^Cli\.CoreBinaryLinksNoVendorRuntime$|it runs the host ldd on the agent, which cannot read a foreign-architecture binary (what the agent links does not depend on the architecture; the native run checks it)'
 )
-# Run one at a time after the others: 700 ms probe deadlines, and each probe child is an agent
+# Run one at a time after the others: short probe deadlines, and each probe child is an agent
 # started under qemu, which a loaded machine can delay past them.
 serial='^Discovery\.'
 # arm64: qemu's default CPU ("max") has every optional feature (fp16, dot product...). The CPU
@@ -230,7 +230,8 @@ run_pass() {  # name, jobs, [VAR=value for the emulator]
   env ${3:+"$3"} ctest -I "$ids" -j"$j" --timeout 300 --output-on-failure --repeat until-pass:2 2>&1 \
     | tee "$log" || rc=1
   local reran
-  reran=$(sed -n 's/^ *[0-9]*\/*[0-9]* *Test *#[0-9]*: \([^ ]*\) .*\*\*\*.*/\1/p' "$log" | sort -u | paste -sd' ')
+  reran=$(sed -n 's/^ *[0-9]*\/*[0-9]* *Test *#[0-9]*: \([^ ]*\) .*\*\*\*\(Failed\|Timeout\|Exception\).*/\1/p' "$log" |
+    sort -u | paste -sd' ')
   summaries+=("$name${3:+ ($3)}: $(grep -E 'tests passed' "$log" || echo 'no summary')${reran:+; failed once, passed on the rerun: $reran}")
 }
 run_pass parallel "$jobs"

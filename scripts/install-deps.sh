@@ -18,6 +18,8 @@ packages=(
   # the inference workload: ONNX's protobuf classes and type inference, OpenBLAS for GEMM;
   # ONNX's own backend tests as test data
   libonnx-dev libprotobuf-dev libopenblas-dev libonnx-testdata
+  # ... and CLBlast, the OpenCL backend's GEMM
+  libclblast-dev
   # backends: OpenCL (PoCL gives a real CPU device), oneAPI Level Zero loader, Xilinx XRT
   ocl-icd-opencl-dev opencl-headers opencl-c-headers pocl-opencl-icd libze-dev libze1 libxrt-dev
   # tests and benchmarks

@@ -179,6 +179,7 @@ std::function<int()> add_infer_command(CLI::App& app, const GlobalOptions& g) {
         nlohmann::json metrics = best->metrics;
         metrics["compile_s"] = first["compile_s"];
         metrics["runs"] = a->repeat;
+        metrics["model_cached"] = false;  // loaded for this command
         nlohmann::json outs = nlohmann::json::array();
         for (const auto& [name, t] : best->outputs) {
             nlohmann::json o = {{"name", name}, {"dtype", infer::dtype_name(t.dtype)}, {"shape", t.shape}};

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <set>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -343,6 +344,7 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
         for (const ValueInfo& o : g.inputs) check.outputs.push_back(o);
         RunOptions ro;
         ro.allow_nonfinite_inputs = opt.allow_nonfinite_inputs;
+        ro.check_declared_shapes = opt.check_declared_shapes;
         run_graph(check, inputs, ro);
     } catch (const Error& e) {
         return Status(code_of(e), e.what());
@@ -364,7 +366,29 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
     const auto t0 = Clock::now();
     double flops = 0;
     uint64_t copy_bytes = 0, copies = 0;
+    uint64_t host_nodes = 0;
+    // The plugins poll a flag during a segment; a watcher turns the caller's cancel into it.
     volatile int32_t cancel_flag = 0;
+    std::atomic<bool> run_over{false};
+    std::thread watcher;
+    if (opt.cancelled)
+        watcher = std::thread([&] {
+            while (!run_over.load()) {
+                if (opt.cancelled()) {
+                    cancel_flag = 1;
+                    return;
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            }
+        });
+    struct Join {
+        std::atomic<bool>& over;
+        std::thread& t;
+        ~Join() {
+            over.store(true);
+            if (t.joinable()) t.join();
+        }
+    } join{run_over, watcher};
     for (const auto& seg : plan.segments) {
         if (opt.cancelled && opt.cancelled()) return Status(Code::cancelled, "cancelled");
         std::vector<cpn_tensor> in;
@@ -374,10 +398,6 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
             Tensor& t = it->second;
             in.push_back({name.c_str(), static_cast<int32_t>(t.dtype), static_cast<uint32_t>(t.rank()), t.shape.data(), t.raw(),
                           t.bytes()});
-            if (seg->session->backend != "cpu") {
-                ++copies;
-                copy_bytes += t.bytes();
-            }
         }
         std::map<std::string, Tensor> out;
         AllocState as{&out, opt.max_tensor_elements, {}};
@@ -388,20 +408,28 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
         cpn_msg err{};
         const cpn_status st = seg->session->api->run(seg->prepared, in.data(), static_cast<uint32_t>(in.size()), alloc_output, &as,
                                                      &ctl, result, sizeof result, &err);
+        if (st == CPN_E_CANCELLED || cancel_flag != 0) return Status(Code::cancelled, "cancelled");
         if (st != CPN_OK) {
             std::string msg = err.text;
             if (!as.error.empty()) msg += (msg.empty() ? "" : "; ") + as.error;
             return Status(code_of(st), seg->session->backend + ": " + msg);
         }
         const nlohmann::json r = nlohmann::json::parse(result, nullptr, false);
-        if (r.is_object()) flops += r.value("flops", 0.0);
-        for (auto& [name, t] : out) {
-            if (seg->session->backend != "cpu") {
-                ++copies;
-                copy_bytes += t.bytes();
-            }
-            env[name] = std::move(t);
+        if (r.is_object()) {
+            flops += r.value("flops", 0.0);
+            host_nodes += r.value("host_nodes", uint64_t{0});
         }
+        // The copies between host and device memory: what the backend counted (a device
+        // backend copies in and out itself), or, when it does not say, one per tensor crossing
+        // into or out of a non-CPU segment.
+        if (r.is_object() && (r.contains("copies_in") || r.contains("copies_out"))) {
+            copies += r.value("copies_in", uint64_t{0}) + r.value("copies_out", uint64_t{0});
+            copy_bytes += r.value("copy_bytes_in", uint64_t{0}) + r.value("copy_bytes_out", uint64_t{0});
+        } else if (seg->session->backend != "cpu") {
+            for (const cpn_tensor& t : in) ++copies, copy_bytes += t.bytes;
+            for (const auto& [name, t] : out) ++copies, copy_bytes += t.bytes();
+        }
+        for (auto& [name, t] : out) env[name] = std::move(t);
         for (const std::string& name : seg->outputs)
             if (!env.count(name)) return Status(Code::internal, seg->session->backend + ": output '" + name + "' was not returned");
     }
@@ -412,7 +440,6 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
         {"device_id", target.device_id},
         {"backend", plan.backend},
         {"model_sha256", m->sha256},
-        {"model_cached", true},
         {"load_s", m->load_seconds},
         {"compile_s", cached_plan ? 0.0 : plan.compile_seconds},
         {"run_s", run_s},
@@ -424,6 +451,7 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
         {"segments", plan.segments.size()},
         {"fallback_nodes", plan.fallback_nodes},
         {"fallback_ops", plan.fallback_ops},
+        {"host_nodes", host_nodes},  // nodes a device backend ran on the host inside its segments
         {"copies", copies},
         {"copy_bytes", copy_bytes},
     };

@@ -67,6 +67,7 @@ struct InferRunOptions {
     int64_t max_tensor_elements = int64_t{1} << 30;
     std::function<bool()> cancelled;
     bool allow_nonfinite_inputs = false;
+    bool check_declared_shapes = true;  // off only for ONNX's test data (executor.hpp)
 };
 
 struct InferResult {

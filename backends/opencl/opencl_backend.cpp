@@ -3,11 +3,15 @@
 // This file is the ABI boundary. Every table entry is a thin wrapper that calls the
 // implementation inside a try/catch: an exception (std::bad_alloc from a std::string, say)
 // must never unwind into the host's C frames, so it becomes a status and a message instead.
+#include <cstring>
 #include <exception>
 #include <new>
 
 #include "cpn_backend_util.hpp"
 #include "opencl_internal.hpp"
+#ifdef CPN_OPENCL_INFER
+#include "opencl_infer.hpp"
+#endif
 
 #ifndef CPN_OPENCL_PLUGIN_VERSION
 #define CPN_OPENCL_PLUGIN_VERSION "0.0.0"
@@ -82,8 +86,17 @@ cpn_status t_run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* 
 void t_release(cpn_prepared* prepared) {
     guarded_void("release", [&] { release(prepared); });
 }
-/* No named extras yet (telemetry for OpenCL devices would come from the vendor backends). */
-void* t_get_proc(const char*) { return nullptr; }
+/* Named extras: the inference extension (cpn_infer.h) when built with CLBlast. Telemetry for
+ * OpenCL devices would come from the vendor backends. */
+void* t_get_proc(const char* name) {
+#ifdef CPN_OPENCL_INFER
+    if (name != nullptr && std::strcmp(name, CPN_INFER_PROC) == 0)
+        return const_cast<void*>(static_cast<const void*>(infer_ext::api()));
+#else
+    (void)name;
+#endif
+    return nullptr;
+}
 /* Drops the cached device list. Opened devices are the host's to close before this. */
 void t_shutdown() {
     guarded_void("shutdown", [] { reset_discovery(); });

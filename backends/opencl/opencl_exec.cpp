@@ -26,6 +26,7 @@
 
 #include "cpn_backend_util.hpp"
 #include "opencl_bench.hpp"
+#include "opencl_infer.hpp"
 #include "opencl_internal.hpp"
 #include "opencl_render.hpp"
 
@@ -63,9 +64,10 @@ struct Device {
     cl_context context = nullptr;
     cl_command_queue queue = nullptr;
 
-    std::mutex mu;  // guards saxpy_program and render_program
+    std::mutex mu;  // guards saxpy_program, render_program and infer_program
     cl_program saxpy_program = nullptr;
     cl_program render_program = nullptr;
+    cl_program infer_program = nullptr;  // the inference kernels (opencl_infer.cpp)
     bench::ProgramCache* bench_programs = nullptr;  // bench.* programs (own lock)
 };
 
@@ -384,6 +386,20 @@ cpn_status run_saxpy(Prepared* p, cpn_run_io* io, const cpn_run_control* control
 
 }  // namespace
 
+/* What opencl_infer.cpp needs of an opened device. */
+bool infer_ext::device_view(cpn_device_handle* handle, infer_ext::DeviceView* out) {
+    Device* d = as_device(handle);
+    if (d == nullptr || out == nullptr) return false;
+    out->device = d->ref.device;
+    out->context = d->context;
+    out->queue = d->queue;
+    out->max_alloc = d->max_alloc;
+    out->label = describe(*d);
+    out->mu = &d->mu;
+    out->program = &d->infer_program;
+    return true;
+}
+
 /* ---- entry points ------------------------------------------------------------------------ */
 
 /*
@@ -456,6 +472,7 @@ void device_close(cpn_device_handle* handle) {
     }
     if (d->saxpy_program != nullptr) clReleaseProgram(d->saxpy_program);
     if (d->render_program != nullptr) clReleaseProgram(d->render_program);
+    if (d->infer_program != nullptr) clReleaseProgram(d->infer_program);
     bench::free_program_cache(d->bench_programs);
     if (d->context != nullptr) clReleaseContext(d->context);
     delete d;

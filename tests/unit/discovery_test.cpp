@@ -179,7 +179,9 @@ TEST(Discovery, EveryFailureAtOnce) {
     ASSERT_TRUE(test::copy_plugin(CPN_PLUGIN_DIR, "cpu", dir.path()));
     dir.write("libcpn-backend-corrupt.so", "garbage");
     DiscoveryOptions o = options_for(dir.path());
-    o.probe_timeout_ms = 700;
+    // Long enough for the CPU plugin's probe child (the agent with its ONNX and BLAS libraries)
+    // to start under qemu-user in the arm64 cross test; the hanging plugin costs this much.
+    o.probe_timeout_ms = 3000;
     Inventory inv = discover(o);
     EXPECT_EQ(inv.plugins.size(), 7u);
     for (const PluginReport& p : inv.plugins) {

@@ -1,0 +1,325 @@
+#!/usr/bin/python3
+"""ONNX inference benchmark: cpn-agent's CPU backend against PyTorch, same models, same input.
+
+For each model (torchvision resnet18, mobilenet_v2, squeezenet1_1, random weights, exported by
+export_models.py) and each batch size (1, 8):
+
+  1. cpn-agent: `cpn-agent infer -m MODEL.onnx -i input=input-bB.npy --json --repeat N
+     --threads T -o DIR`, N chosen from a short calibration run so that the timed runs take at
+     least --min-seconds (the first run includes compilation; --repeat reports the best run, so
+     latency = run_s, images/s = batch / run_s, GFLOP/s = the agent's own flops / run_s);
+  2. PyTorch (the same architecture and weights, rebuilt with the same seed): torch.no_grad,
+     torch.set_num_threads(T), warm-up, then best-of-N wall time over at least --min-seconds;
+  3. checks cpn-agent's output against PyTorch's: max |cpn - torch| / max |torch| < 1e-3.
+
+The machine may be shared: before each measurement the script waits (up to --max-wait s) until
+other work leaves the CPUs at most --quiet-busy busy, and with --rounds R it measures each engine
+R times and keeps the best; the detail table says how busy the CPUs were before measuring.
+
+GFLOP/s is also given as a fraction of the CPU's measured fp32 peak, taken from
+`cpn-agent bench --quick --json` (devices[cpu].best.fp32, or fp32.1core when T is 1) unless
+--peak-gflops is given. Prints a markdown table (and with --out writes it with the machine
+description and the command). The two engines never run at the same time.
+
+Usage: /usr/bin/python3 bench/infer/bench_infer.py [--models resnet18,mobilenet_v2,squeezenet1_1]
+       [--batches 1,8] [--threads T] [--agent build/bin/cpn-agent]
+       [--plugin-dir build/lib/x86_64-linux-gnu/cpn-agent/backends] [--model-dir build/bench-models]
+       [--min-seconds 2] [--rounds 1] [--quiet-busy 0.25] [--max-wait 300] [--peak-gflops G]
+       [--out FILE]
+Needs torch, torchvision and numpy; runs export_models.py first when a model file is missing.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torchvision
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+HERE = pathlib.Path(__file__).resolve().parent
+MODELS = ("resnet18", "mobilenet_v2", "squeezenet1_1")
+TOLERANCE = 1e-3
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def lscpu():
+    info = {}
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            k, _, v = line.partition(":")
+            info[k.strip()] = v.strip()
+    except OSError:
+        pass
+    return info
+
+
+def agent_cmd(args, *rest):
+    return [args.agent, *rest, "--plugin-dir", args.plugin_dir]
+
+
+def measured_peak(args):
+    """(GFLOP/s, label) of the CPU's fp32 peak from `cpn-agent bench --quick --json`."""
+    if args.peak_gflops:
+        return args.peak_gflops, "given with --peak-gflops"
+    log("measuring the CPU's fp32 peak: cpn-agent bench --quick --json")
+    p = subprocess.run(agent_cmd(args, "bench", "--quick", "--json"), capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        sys.exit(f"cpn-agent bench failed ({p.returncode}): {p.stderr.strip()[-500:]}; "
+                 "give --peak-gflops")
+    doc = json.loads(p.stdout)
+    for dev in doc.get("devices", []):
+        if dev.get("device_id") != "cpu":
+            continue
+        best = dev.get("best", {})
+        key = "fp32.1core" if args.threads == 1 and "fp32.1core" in best else "fp32"
+        if key in best:
+            gf = best[key]["value"] / 1e9
+            if key == "fp32" and args.threads < os.cpu_count():
+                gf *= args.threads / os.cpu_count()
+                return gf, f"cpn-agent bench --quick, cpu {key} scaled to {args.threads} threads"
+            return gf, f"cpn-agent bench --quick, cpu {key}"
+    sys.exit("cpn-agent bench --json has no cpu fp32 figure; give --peak-gflops")
+
+
+def run_agent(args, model, inp, repeat, outdir):
+    cmd = agent_cmd(args, "infer", "-m", str(model), "-i", f"input={inp}", "--json",
+                    "--repeat", str(repeat), "--threads", str(args.threads), "-o", str(outdir))
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        msg = (p.stderr.strip() or p.stdout.strip() or f"exit {p.returncode}").splitlines()
+        raise RuntimeError(f"exit {p.returncode}: " + " | ".join(msg[-3:]))
+    return json.loads(p.stdout)
+
+
+def bench_agent(args, model, inp, outdir):
+    """Calibrate, then one timed invocation; returns its metrics (the best of N runs)."""
+    cal = run_agent(args, model, inp, 3, outdir)
+    n = max(3, min(10000, math.ceil(args.min_seconds / max(cal["run_s"], 1e-6))))
+    m = run_agent(args, model, inp, n, outdir)
+    m["repeat"] = n
+    return m
+
+
+def build_torch(name):
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None)
+    model.eval()
+    return model
+
+
+def bench_torch(model, x, min_seconds):
+    """Best-of-N wall time, N >= 3 and the timed runs taking at least min_seconds."""
+    t = torch.from_numpy(x)
+    with torch.no_grad():
+        y = model(t)                       # warm-up (oneDNN primitive creation, allocation)
+        model(t)
+        best, n, start = math.inf, 0, time.perf_counter()
+        while n < 3 or time.perf_counter() - start < min_seconds:
+            t0 = time.perf_counter()
+            model(t)
+            best = min(best, time.perf_counter() - t0)
+            n += 1
+    return best, n, y.numpy()
+
+
+def cpu_busy(seconds=0.5):
+    """Fraction of all CPUs busy (not idle or iowait) over the next `seconds`."""
+    def sample():
+        f = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+        return sum(f), f[3] + f[4]
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def wait_quiet(limit, max_wait):
+    """Wait (up to max_wait s) until other work leaves the CPUs at most `limit` busy."""
+    deadline = time.monotonic() + max_wait
+    busy = cpu_busy()
+    while busy > limit and time.monotonic() < deadline:
+        log(f"  CPUs {100 * busy:.0f} % busy with other work; waiting")
+        time.sleep(5)
+        busy = cpu_busy()
+    return busy
+
+
+def fmt(v, digits=1):
+    return f"{v:,.{digits}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--agent", default=str(REPO / "build" / "bin" / "cpn-agent"))
+    ap.add_argument("--plugin-dir",
+                    default=str(REPO / "build" / "lib" / "x86_64-linux-gnu" / "cpn-agent" / "backends"))
+    ap.add_argument("--model-dir", default=str(REPO / "build" / "bench-models"))
+    ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each engine this many times (alternating) and keep the best")
+    ap.add_argument("--quiet-busy", type=float, default=0.25,
+                    help="before each measurement wait until the CPUs are at most this busy")
+    ap.add_argument("--max-wait", type=float, default=300,
+                    help="... but wait at most this many seconds (then measure anyway)")
+    ap.add_argument("--peak-gflops", type=float, default=None,
+                    help="the CPU's fp32 peak in GFLOP/s (default: measure it with cpn-agent bench)")
+    ap.add_argument("--out", default=None, help="also write the table and the machine here (markdown)")
+    args = ap.parse_args()
+
+    models = [m for m in args.models.split(",") if m]
+    batches = [int(b) for b in args.batches.split(",") if b]
+    mdir = pathlib.Path(args.model_dir)
+    need = [mdir / f"{m}.onnx" for m in models] + [mdir / f"input-b{b}.npy" for b in batches] + \
+           [mdir / f"{m}-b{b}-torch-output.npy" for m in models for b in batches]
+    if not all(p.exists() for p in need):
+        log(f"exporting the models into {mdir}")
+        subprocess.run([sys.executable, str(HERE / "export_models.py"), str(mdir),
+                        "--models", ",".join(models), "--batches", ",".join(map(str, batches))],
+                       check=True)
+
+    torch.set_num_threads(args.threads)
+    peak, peak_src = measured_peak(args)
+    log(f"fp32 peak: {peak:.1f} GFLOP/s ({peak_src})")
+    load_before = os.getloadavg()
+
+    rows, problems = [], []
+    with tempfile.TemporaryDirectory(prefix="cpn-bench-infer-") as tmp:
+        for name in models:
+            tmodel = build_torch(name)
+            for b in batches:
+                inp = mdir / f"input-b{b}.npy"
+                x = np.load(inp)
+                ref = np.load(mdir / f"{name}-b{b}-torch-output.npy")
+                row = {"model": name, "batch": b}
+                outdir = pathlib.Path(tmp) / f"{name}-b{b}"
+                outdir.mkdir()
+                busy_seen = []
+                for rnd in range(args.rounds):
+                    if "error" in row:
+                        break
+                    busy_seen.append(wait_quiet(args.quiet_busy, args.max_wait))
+                    log(f"{name} batch {b}: cpn-agent (round {rnd + 1}/{args.rounds})")
+                    try:
+                        m = bench_agent(args, mdir / f"{name}.onnx", inp, outdir)
+                        if "agent" not in row or m["run_s"] < row["agent"]["run_s"]:
+                            row["agent"] = m
+                    except Exception as e:  # a failed model is a result: report it, go on
+                        row["error"] = str(e)
+                        problems.append(f"{name} batch {b}: cpn-agent failed: {e}")
+                        log(f"  FAILED: {e}")
+                        break
+                if "agent" in row:
+                    m = row["agent"]
+                    y = np.load(outdir / "output.npy")
+                    if y.shape != ref.shape:
+                        row["diff"] = math.inf
+                        problems.append(f"{name} batch {b}: cpn-agent output shape {y.shape}, "
+                                        f"PyTorch {ref.shape}")
+                    else:
+                        row["diff"] = float(np.max(np.abs(y.astype(np.float64) - ref)) /
+                                            np.max(np.abs(ref)))
+                        if not row["diff"] < TOLERANCE:
+                            problems.append(f"{name} batch {b}: max rel diff {row['diff']:.2e} "
+                                            f">= {TOLERANCE:g}")
+                    if m.get("fallback_nodes"):
+                        problems.append(f"{name} batch {b}: {m['fallback_nodes']} fallback nodes "
+                                        f"({', '.join(m.get('fallback_ops', []))})")
+                for rnd in range(args.rounds):
+                    busy_seen.append(wait_quiet(args.quiet_busy, args.max_wait))
+                    log(f"{name} batch {b}: PyTorch (round {rnd + 1}/{args.rounds})")
+                    best, n, y_t = bench_torch(tmodel, x, args.min_seconds)
+                    if "torch_s" not in row or best < row["torch_s"]:
+                        row["torch_s"], row["torch_n"] = best, n
+                row["busy_before"] = max(busy_seen)
+                row["torch_self_diff"] = float(np.max(np.abs(y_t - ref)) / np.max(np.abs(ref)))
+                if row["torch_self_diff"] > 1e-5:
+                    problems.append(f"{name} batch {b}: PyTorch now differs from the exported "
+                                    f"reference by {row['torch_self_diff']:.2e}")
+                rows.append(row)
+    load_after = os.getloadavg()
+
+    head = ("| model | batch | cpn-agent latency ms | cpn-agent images/s | cpn-agent GFLOP/s | "
+            "% of fp32 peak | PyTorch latency ms | PyTorch images/s | PyTorch GFLOP/s | "
+            "ratio (PyTorch / cpn) | max rel diff |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in rows:
+        ts = r["torch_s"]
+        if "error" in r:
+            gf_t = ""
+            lines.append(f"| {r['model']} | {r['batch']} | failed: {r['error']} | | | | "
+                         f"{fmt(ts * 1e3, 2)} | {fmt(r['batch'] / ts)} | {gf_t} | | |")
+            continue
+        m = r["agent"]
+        s = m["run_s"]
+        gf = m["flops"] / s / 1e9
+        gf_t = m["flops"] / ts / 1e9
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {fmt(s * 1e3, 2)} | {fmt(r['batch'] / s)} | "
+            f"{fmt(gf)} | {fmt(100 * gf / peak)} % | {fmt(ts * 1e3, 2)} | {fmt(r['batch'] / ts)} | "
+            f"{fmt(gf_t)} | {ts / s:.2f}x | {r['diff']:.1e} |")
+    table = "\n".join(lines)
+
+    detail = ["| model | batch | cpn-agent GFLOP per run | runs (cpn / PyTorch) | compile s | load s | "
+              "nodes (model / after optimization) | fallback nodes | optimizations | max CPU busy before |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            continue
+        m = r["agent"]
+        detail.append(f"| {r['model']} | {r['batch']} | {m['flops'] / 1e9:.3f} | {m['repeat']} / "
+                      f"{r['torch_n']} | {m.get('compile_s', 0):.3f} | {m.get('load_s', 0):.3f} | "
+                      f"{m.get('model_nodes', '')} / {m.get('nodes', '')} | "
+                      f"{m.get('fallback_nodes', '')} | {m.get('optimizations', '')} | "
+                      f"{100 * r['busy_before']:.0f} % |")
+    detail = "\n".join(detail)
+
+    cpu = lscpu()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    machine = (f"Machine: {cpu.get('Model name', '?')}, {cpu.get('CPU(s)', os.cpu_count())} CPUs "
+               f"({cpu.get('Thread(s) per core', '?')} thread(s) per core), "
+               f"{'vm (' + cpu['Hypervisor vendor'] + ')' if 'Hypervisor vendor' in cpu else 'bare metal'}. "
+               f"Date: {now:%Y-%m-%d %H:%M} UTC. Threads: {args.threads} (cpn-agent --threads, "
+               f"torch.set_num_threads). fp32 peak: {peak:.1f} GFLOP/s ({peak_src}). "
+               f"PyTorch {torch.__version__}, torchvision {torchvision.__version__}. "
+               f"Load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f}. "
+               f"Best of {args.rounds} round(s) per engine, each >= {args.min_seconds:g} s of runs.")
+    command = "/usr/bin/python3 " + " ".join(shlex.quote(a) for a in
+                                             [str(pathlib.Path(sys.argv[0]))] + sys.argv[1:])
+    print(machine + "\n")
+    print(table + "\n")
+    print(detail)
+    if problems:
+        print("\nProblems:\n" + "\n".join("- " + p for p in problems))
+    if args.out:
+        text = [f"# ONNX inference, cpn-agent CPU backend against PyTorch, {now:%Y-%m-%d}", "",
+                machine, "", f"Command: `{command}`", "",
+                f"Latency is the best single run (batch images at once); images/s = batch / "
+                f"latency; GFLOP/s uses cpn-agent's own FLOP count of the model for both engines. "
+                f"Ratio = PyTorch time / cpn-agent time (> 1: cpn-agent is faster). Max rel diff = "
+                f"max |cpn - PyTorch| / max |PyTorch| over the output (must be < {TOLERANCE:g}).",
+                "", table, "", detail, ""]
+        if problems:
+            text += ["Problems:", ""] + ["- " + p for p in problems] + [""]
+        pathlib.Path(args.out).write_text("\n".join(text))
+        log(f"wrote {args.out}")
+    return 1 if any("error" in r or not r.get("diff", 1) < TOLERANCE for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

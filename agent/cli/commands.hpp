@@ -2,10 +2,12 @@
 #pragma once
 
 #include <functional>
+#include <map>
 
 #include <CLI/CLI.hpp>
 
 #include "config/config.hpp"
+#include "inventory/discovery.hpp"
 
 namespace cpn::cli {
 
@@ -28,6 +30,11 @@ struct GlobalOptions {
  * its log level (info shows as warn: one-shot commands print results, not progress), unless
  * --log-level overrides it. Returns kExitOk, or kExitConfig after printing every problem. */
 int load_command_config(const GlobalOptions& g, Config& out);
+
+/* Discovers the node for a one-shot command that runs work (render, infer): logs discovery's
+ * warnings and every plugin that failed or hung (a skipped one is normal), and fills
+ * `plugins` with backend -> plugin file of those that loaded. */
+Inventory discover_for_work(const Config& c, const std::string& plugin_dir_override, std::map<std::string, std::string>& plugins);
 
 /* Each registrar adds its subcommand and returns the action to run when it was chosen. */
 std::function<int()> add_discover_command(CLI::App& app, const GlobalOptions& g);

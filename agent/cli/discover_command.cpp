@@ -21,6 +21,22 @@ struct DiscoverArgs {
 };
 }  // namespace
 
+Inventory discover_for_work(const Config& c, const std::string& plugin_dir_override, std::map<std::string, std::string>& plugins) {
+    DiscoveryOptions opt = discovery_options(c);
+    if (!plugin_dir_override.empty()) opt.plugin_dir = plugin_dir_override;
+    std::vector<std::string> warnings;
+    Inventory inv = discover(opt, &warnings);
+    for (const std::string& w : warnings) spdlog::warn("discovery: {}", w);
+    plugins.clear();
+    for (const PluginReport& p : inv.plugins) {
+        if (p.status == "ok") plugins[p.name] = p.path;
+        // A merely skipped plugin (no driver) is normal; one that failed or hung is why a device
+        // may have no way to run the work, so say so before the command says "none".
+        else if (p.status != "skipped") spdlog::warn("plugin {}: {} at {}: {}", p.name, p.status, p.stage, p.reason);
+    }
+    return inv;
+}
+
 int load_command_config(const GlobalOptions& g, Config& out) {
     Result<Config> cfg = load_config(g.config_path, g.config_explicit);
     if (!cfg.ok()) {

@@ -11,7 +11,7 @@
 #include "cli/commands.hpp"
 #include "config/config.hpp"
 #include "infer/infer_engine.hpp"
-#include "inventory/discovery.hpp"
+#include "onnx_import.hpp"
 #include "tensor_io.hpp"
 
 namespace cpn::cli {
@@ -25,29 +25,6 @@ struct InferArgs {
     int threads = 0, repeat = 1;
     bool json = false, allow_nonfinite = false;
 };
-
-bool read_file(const std::string& path, uint64_t limit, std::string& out, std::string& err) {
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) {
-        err = path + ": is a directory";
-        return false;
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        err = path + ": cannot open: " + std::strerror(errno);
-        return false;
-    }
-    in.seekg(0, std::ios::end);
-    const auto size = static_cast<uint64_t>(in.tellg());
-    if (size > limit) {
-        err = path + ": " + std::to_string(size) + " bytes, more than the limit of " + std::to_string(limit);
-        return false;
-    }
-    in.seekg(0);
-    out.assign(size, '\0');
-    in.read(out.data(), static_cast<std::streamsize>(size));
-    return true;
-}
 
 // An output name as a file name: anything but [A-Za-z0-9_.-] becomes '_'.
 std::string file_name_for(const std::string& name) {
@@ -89,9 +66,11 @@ std::function<int()> add_infer_command(CLI::App& app, const GlobalOptions& g) {
                 return kExitUsage;
             }
             const std::string name = spec.substr(0, eq), file = spec.substr(eq + 1);
-            std::string bytes, err;
-            if (!read_file(file, max_input, bytes, err)) {
-                std::fprintf(stderr, "cpn-agent infer: --input %s: %s\n", name.c_str(), err.c_str());
+            std::string bytes;
+            try {
+                bytes = infer::read_file_bounded(file, max_input, "--input " + name);
+            } catch (const infer::Error& e) {
+                std::fprintf(stderr, "cpn-agent infer: %s\n", e.what());
                 return kExitFailure;
             }
             try {
@@ -105,9 +84,11 @@ std::function<int()> add_infer_command(CLI::App& app, const GlobalOptions& g) {
             std::fprintf(stderr, "cpn-agent infer: --output-dir %s: not a directory\n", a->out_dir.c_str());
             return kExitFailure;
         }
-        std::string model_bytes, err;
-        if (!read_file(a->model, uint64_t{2} << 30, model_bytes, err)) {
-            std::fprintf(stderr, "cpn-agent infer: --model %s\n", err.c_str());
+        std::string model_bytes;
+        try {
+            model_bytes = infer::read_file_bounded(a->model, uint64_t{2} << 30, "--model");
+        } catch (const infer::Error& e) {
+            std::fprintf(stderr, "cpn-agent infer: %s\n", e.what());
             return kExitFailure;
         }
         infer::LoadOptions lo;
@@ -120,16 +101,8 @@ std::function<int()> add_infer_command(CLI::App& app, const GlobalOptions& g) {
             return kExitFailure;
         }
 
-        DiscoveryOptions opt = discovery_options(c);
-        if (!a->plugin_dir.empty()) opt.plugin_dir = a->plugin_dir;
-        std::vector<std::string> warnings;
-        Inventory inv = discover(opt, &warnings);
-        for (const std::string& w : warnings) spdlog::warn("discovery: {}", w);
         std::map<std::string, std::string> plugins;
-        for (const PluginReport& p : inv.plugins) {
-            if (p.status == "ok") plugins[p.name] = p.path;
-            else if (p.status != "skipped") spdlog::warn("plugin {}: {} at {}: {}", p.name, p.status, p.stage, p.reason);
-        }
+        Inventory inv = discover_for_work(c, a->plugin_dir, plugins);
         auto plugin_path = [&](const std::string& b) {
             auto it = plugins.find(b);
             if (it == plugins.end() || (!a->backend.empty() && b != a->backend && b != "cpu")) return std::string();

@@ -162,19 +162,8 @@ std::function<int()> add_render_command(CLI::App& app, const GlobalOptions& g) {
         limits.scene.max_triangles = static_cast<uint64_t>(c.tasks.render_max_triangles);
         limits.max_pixels = static_cast<uint64_t>(c.tasks.render_max_pixels);
 
-        DiscoveryOptions opt = discovery_options(c);
-        if (!args->plugin_dir.empty()) opt.plugin_dir = args->plugin_dir;
-        std::vector<std::string> warnings;
-        Inventory inv = discover(opt, &warnings);
-        for (const std::string& w : warnings) spdlog::warn("discovery: {}", w);
         std::map<std::string, std::string> plugins;
-        for (const PluginReport& p : inv.plugins) {
-            if (p.status == "ok") plugins[p.name] = p.path;
-            // A plugin that is merely skipped (no driver) is normal; one that failed or hung is
-            // why a device may have no way to render, so say so before the render says "none".
-            else if (p.status != "skipped")
-                spdlog::warn("plugin {}: {} at {}: {}", p.name, p.status, p.stage, p.reason);
-        }
+        Inventory inv = discover_for_work(c, args->plugin_dir, plugins);
         auto plugin_path = [&](const std::string& b) {
             auto it = plugins.find(b);
             return it == plugins.end() ? std::string() : it->second;

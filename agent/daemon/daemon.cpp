@@ -123,6 +123,8 @@ private:
     tasks::Workload bench_workload();
     tasks::Workload render_workload();
     tasks::Workload infer_workload();
+    /* backend -> the file of its plugin that loaded ("" none), for the workloads. */
+    std::function<std::string(const std::string&)> plugin_paths() const;
     void take_bench_requests();
     Status load_normalization();
     // events
@@ -967,16 +969,20 @@ tasks::Workload Daemon::bench_workload() {
     return w;
 }
 
-tasks::Workload Daemon::render_workload() {
-    render::RenderWorkloadDeps deps;
-    deps.devices = inv_.devices;
+std::function<std::string(const std::string&)> Daemon::plugin_paths() const {
     std::map<std::string, std::string> plugins;
     for (const PluginReport& p : inv_.plugins)
         if (p.status == "ok") plugins[p.name] = p.path;
-    deps.plugin_path = [plugins](const std::string& backend) {
+    return [plugins](const std::string& backend) {
         auto it = plugins.find(backend);
         return it == plugins.end() ? std::string() : it->second;
     };
+}
+
+tasks::Workload Daemon::render_workload() {
+    render::RenderWorkloadDeps deps;
+    deps.devices = inv_.devices;
+    deps.plugin_path = plugin_paths();
     deps.limits.scene.allowed_dirs = cfg_.tasks.allowed_input_dirs;
     deps.limits.scene.max_triangles = static_cast<uint64_t>(cfg_.tasks.render_max_triangles);
     deps.limits.scene.max_file_bytes = static_cast<uint64_t>(cfg_.tasks.max_file_input_bytes);
@@ -987,13 +993,7 @@ tasks::Workload Daemon::render_workload() {
 tasks::Workload Daemon::infer_workload() {
     infer::InferWorkloadDeps deps;
     deps.devices = inv_.devices;
-    std::map<std::string, std::string> plugins;
-    for (const PluginReport& p : inv_.plugins)
-        if (p.status == "ok") plugins[p.name] = p.path;
-    deps.plugin_path = [plugins](const std::string& backend) {
-        auto it = plugins.find(backend);
-        return it == plugins.end() ? std::string() : it->second;
-    };
+    deps.plugin_path = plugin_paths();
     deps.allowed_dirs = cfg_.tasks.allowed_input_dirs;
     deps.max_file_bytes = static_cast<uint64_t>(cfg_.tasks.max_file_input_bytes);
     deps.max_tensor_elements = cfg_.tasks.infer_max_tensor_elements;

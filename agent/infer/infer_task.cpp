@@ -18,31 +18,6 @@ namespace fs = std::filesystem;
 // Outputs this small are also returned inline in the result's data (a classifier's scores).
 constexpr int64_t kInlineValues = 1024;
 
-bool inside(const fs::path& p, const std::vector<std::string>& dirs) {
-    std::error_code ec;
-    const fs::path real = fs::weakly_canonical(p, ec);
-    if (ec) return false;
-    for (const std::string& d : dirs) {
-        const fs::path base = fs::weakly_canonical(d, ec);
-        if (ec) continue;
-        if (std::mismatch(base.begin(), base.end(), real.begin(), real.end()).first == base.end()) return true;
-    }
-    return false;
-}
-
-Result<std::string> read_bounded(const std::string& path, uint64_t limit, const std::string& what) {
-    std::error_code ec;
-    if (!fs::is_regular_file(path, ec)) return Status(Code::invalid_argument, what + ": " + path + " is not a readable file");
-    const uint64_t size = fs::file_size(path, ec);
-    if (ec || size > limit)
-        return Status(Code::invalid_argument, what + ": " + path + " is larger than the limit of " + std::to_string(limit) + " bytes");
-    std::ifstream in(path, std::ios::binary);
-    std::string s(size, '\0');
-    in.read(s.data(), static_cast<std::streamsize>(size));
-    if (!in) return Status(Code::invalid_argument, what + ": cannot read " + path);
-    return s;
-}
-
 struct Shared {
     InferWorkloadDeps deps;
     ModelCache cache;
@@ -131,13 +106,11 @@ tasks::Workload infer_workload(InferWorkloadDeps deps) {
             if (!ref.base64.empty()) {
                 if (!tasks::decode_base64(ref.base64, bytes)) return failed(where + ".base64: not valid base64");
             } else {
-                if (shared->deps.allowed_dirs.empty() || !inside(ref.path, shared->deps.allowed_dirs))
+                if (shared->deps.allowed_dirs.empty() || !path_inside(ref.path, shared->deps.allowed_dirs))
                     return failed(where + ".path: " + ref.path + " is outside the allowed input directories (tasks.allowed_input_dirs)");
-                Result<std::string> b = read_bounded(ref.path, shared->deps.max_file_bytes, where);
-                if (!b.ok()) return failed(b.status().message());
-                bytes = std::move(b.value());
             }
             try {
+                if (!ref.path.empty()) bytes = read_file_bounded(ref.path, shared->deps.max_file_bytes, where);
                 inputs[name] = read_tensor(bytes, where, shared->deps.max_tensor_elements);
             } catch (const Error& e) {
                 return failed(e.what());

@@ -199,4 +199,14 @@ inline Counts run_set(const std::string& set, const std::string& backend, const 
     return c;
 }
 
+// The four sets of Debian's libonnx-testdata, and a set's name as a GoogleTest parameter name.
+inline const std::vector<std::string>& sets() {
+    static const std::vector<std::string> s = {"node", "pytorch-converted", "pytorch-operator", "simple"};
+    return s;
+}
+inline std::string test_name(std::string set) {
+    std::replace(set.begin(), set.end(), '-', '_');
+    return set;
+}
+
 }  // namespace cpn::infer::testdata

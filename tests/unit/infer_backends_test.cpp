@@ -234,12 +234,8 @@ TEST_P(InferOnnxOnOpenCl, EverySupportedTestPasses) {
     EXPECT_EQ(c.fail, 0) << c.fail << " test(s) failed";
 }
 
-INSTANTIATE_TEST_SUITE_P(Sets, InferOnnxOnOpenCl, ::testing::Values("node", "pytorch-converted", "pytorch-operator", "simple"),
-                         [](const auto& p) {
-                             std::string n = p.param;
-                             std::replace(n.begin(), n.end(), '-', '_');
-                             return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Sets, InferOnnxOnOpenCl, ::testing::ValuesIn(testdata::sets()),
+                         [](const auto& p) { return testdata::test_name(p.param); });
 
 }  // namespace
 }  // namespace cpn::infer

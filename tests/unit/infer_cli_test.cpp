@@ -61,7 +61,8 @@ TEST(InferCli, MistakesSayWhatIsWrong) {
     dir.write("garbage.onnx", "\x08\x01 this is not a model");
     dir.write("bad.npy", "\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'}");
     const std::vector<Case> cases = {
-        {"-m " + dir.file("missing.onnx") + " -i image=" + x, 1, "missing.onnx: cannot open"},
+        {"-m " + dir.file("missing.onnx") + " -i image=" + x, 1, "--model: cannot open " + dir.file("missing.onnx")},
+        {"-m " + model + " -i image=" + dir.file("none.npy"), 1, "--input image: cannot open " + dir.file("none.npy")},
         {"-m " + dir.file("garbage.onnx") + " -i image=" + x, 1, "not an ONNX model"},
         {"-m " + model + " -i image", 2, "--input 'image': expected NAME=FILE"},
         {"-m " + model + " -i image=" + dir.file("bad.npy"), 1, "--input image: "},

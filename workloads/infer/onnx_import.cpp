@@ -16,6 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+}  // namespace
+
 std::string read_file_bounded(const std::string& path, uint64_t limit, const std::string& what) {
     std::error_code ec;
     if (fs::is_directory(path, ec)) fail(what + ": " + path + " is a directory");
@@ -32,8 +34,7 @@ std::string read_file_bounded(const std::string& path, uint64_t limit, const std
     return s;
 }
 
-// Inside one of the allowed directories, after resolving "..", symlinks included.
-bool inside(const fs::path& p, const std::vector<std::string>& dirs) {
+bool path_inside(const std::string& p, const std::vector<std::string>& dirs) {
     std::error_code ec;
     const fs::path real = fs::weakly_canonical(p, ec);
     if (ec) return false;
@@ -45,6 +46,8 @@ bool inside(const fs::path& p, const std::vector<std::string>& dirs) {
     }
     return false;
 }
+
+namespace {
 
 DType dtype_of(int32_t code, const std::string& where) {
     const auto t = static_cast<DType>(code);
@@ -102,7 +105,7 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, Ctx& c, const std::string& 
         if (c.opt.base_dir.empty()) fail(where + ": external data '" + location + "' but the model was not loaded from a file");
         const fs::path file = fs::path(c.opt.base_dir) / location;
         const std::vector<std::string> allowed = c.opt.allowed_dirs.empty() ? std::vector<std::string>{c.opt.base_dir} : c.opt.allowed_dirs;
-        if (fs::path(location).is_absolute() || !inside(file, allowed))
+        if (fs::path(location).is_absolute() || !path_inside(file.string(), allowed))
             fail(where + ": external data '" + location + "' is outside the allowed directories");
         std::ifstream in(file, std::ios::binary);
         if (!in) fail(where + ": external data file " + file.string() + " cannot be opened: " + std::strerror(errno));

@@ -26,6 +26,12 @@ struct LoadOptions {
 constexpr int kMinOpset = 1;
 constexpr int kMaxOpset = 17;
 
+// True when `path` lies inside one of `dirs` once ".." and symlinks are resolved.
+bool path_inside(const std::string& path, const std::vector<std::string>& dirs);
+// The file's bytes; throws Error::invalid naming `what` and the path when it cannot be read or
+// is larger than `limit`.
+std::string read_file_bounded(const std::string& path, uint64_t limit, const std::string& what);
+
 // Throws Error (invalid or unsupported) naming what is wrong.
 Model load_onnx(const std::string& bytes, const LoadOptions& opt);
 Model load_onnx_file(const std::string& path, LoadOptions opt);

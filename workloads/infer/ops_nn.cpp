@@ -3,6 +3,7 @@
 // OpenBLAS (im2col + sgemm for Conv, sgemm + col2im for ConvTranspose); float16 / bfloat16 run
 // through the float32 kernels (converted in and out), float64 through the same templates.
 #include <cblas.h>
+#include <dlfcn.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -128,13 +129,58 @@ void run_via_f32(OpContext& ctx, RunFn fn, uint32_t half_outputs = ~0u) {
     }
 }
 
+// OpenBLAS is opened on first use (dlopen), not linked. A linked OpenBLAS starts its worker
+// threads in its library constructor, before main(): threads without the daemon's blocked
+// signal mask, so a SIGTERM meant for the daemon's signal thread would kill the process (and
+// every probe child would start a BLAS thread pool for nothing). Opened from a thread that has
+// the mask, its threads inherit it. Without the library the products run as plain loops:
+// the same results, slower.
+struct Blas {
+    decltype(&cblas_sgemm) sgemm = nullptr;
+    decltype(&cblas_dgemm) dgemm = nullptr;
+    decltype(&openblas_set_num_threads) set_threads = nullptr;
+};
+
+const Blas& blas() {
+    static const Blas b = [] {
+        Blas r;
+        for (const char* name : {"libopenblas.so.0", "libopenblas.so"}) {
+            void* h = ::dlopen(name, RTLD_NOW | RTLD_LOCAL);
+            if (h == nullptr) continue;
+            r.sgemm = reinterpret_cast<decltype(&cblas_sgemm)>(::dlsym(h, "cblas_sgemm"));
+            r.dgemm = reinterpret_cast<decltype(&cblas_dgemm)>(::dlsym(h, "cblas_dgemm"));
+            r.set_threads = reinterpret_cast<decltype(&openblas_set_num_threads)>(::dlsym(h, "openblas_set_num_threads"));
+            if (r.sgemm != nullptr && r.dgemm != nullptr) break;
+            r = Blas{};
+        }
+        return r;
+    }();
+    return b;
+}
+
 // OpenBLAS's thread count is global; set it only when it changes.
 void blas_threads(int t) {
     static std::atomic<int> current{-1};
     t = std::max(1, t);
-    if (current.load() != t) {
-        openblas_set_num_threads(t);
+    if (current.load() != t && blas().set_threads != nullptr) {
+        blas().set_threads(t);
         current.store(t);
+    }
+}
+
+// C = alpha * op(A) op(B) + beta * C with leading dimensions, when OpenBLAS is not there.
+template <class T>
+void gemm_loops(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
+                T beta, T* C, int64_t ldc) {
+    std::vector<T> acc(static_cast<size_t>(N));
+    for (int64_t i = 0; i < M; ++i) {
+        std::fill(acc.begin(), acc.end(), T(0));
+        for (int64_t k = 0; k < K; ++k) {
+            const T a = ta ? A[k * lda + i] : A[i * lda + k];
+            for (int64_t j = 0; j < N; ++j) acc[j] += a * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+        }
+        for (int64_t j = 0; j < N; ++j)
+            C[i * ldc + j] = alpha * acc[j] + (beta == T(0) ? T(0) : beta * C[i * ldc + j]);
     }
 }
 
@@ -159,12 +205,16 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
     check_blas_dim(ldb);
     check_blas_dim(ldc);
     const auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if (blas().sgemm == nullptr) {
+        gemm_loops(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     if constexpr (std::is_same_v<T, float>) {
-        cblas_sgemm(CblasRowMajor, TA, TB, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
+        blas().sgemm(CblasRowMajor, TA, TB, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
                     static_cast<int>(std::max<int64_t>(lda, 1)), B, static_cast<int>(std::max<int64_t>(ldb, 1)), beta, C,
                     static_cast<int>(std::max<int64_t>(ldc, 1)));
     } else {
-        cblas_dgemm(CblasRowMajor, TA, TB, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
+        blas().dgemm(CblasRowMajor, TA, TB, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
                     static_cast<int>(std::max<int64_t>(lda, 1)), B, static_cast<int>(std::max<int64_t>(ldb, 1)), beta, C,
                     static_cast<int>(std::max<int64_t>(ldc, 1)));
     }

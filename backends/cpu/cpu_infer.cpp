@@ -13,6 +13,7 @@
 #include "cpn_backend_util.hpp"
 #include "executor.hpp"
 #include "onnx_import.hpp"
+#include "plugin_status.hpp"
 #include "ops.hpp"
 #include "optimize.hpp"
 
@@ -32,14 +33,7 @@ struct Prepared {
     int64_t max_elements = int64_t{1} << 30;
 };
 
-cpn_status status_of(const inf::Error& e) {
-    switch (e.kind()) {
-        case inf::Error::unsupported: return CPN_E_UNSUPPORTED;
-        case inf::Error::cancelled: return CPN_E_CANCELLED;
-        case inf::Error::out_of_memory: return CPN_E_OUT_OF_MEMORY;
-        default: return CPN_E_INVALID_ARGUMENT;
-    }
-}
+using inf::status_of;
 
 int32_t supports(cpn_device_handle*, const char* op_type, int32_t opset, const int32_t*, uint32_t, char* reason,
                  uint32_t reason_len) {

@@ -124,4 +124,35 @@ cpn_status cl_fail(cpn_msg* err, cl_int code, const std::string& what) {
                         cl_error_name(code), static_cast<int>(code));
 }
 
+cpn_status build_cached_program(const DeviceView& d, const char* source, const char* options, const char* what,
+                                cl_program* out, cpn_msg* err) {
+    std::lock_guard<std::mutex> lock(*d.mu);
+    if (*d.program != nullptr) {
+        *out = *d.program;
+        return CPN_OK;
+    }
+    cl_int rc = CL_SUCCESS;
+    cl_program prog = clCreateProgramWithSource(d.context, 1, &source, nullptr, &rc);
+    if (rc != CL_SUCCESS) return cl_fail(err, rc, std::string("clCreateProgramWithSource(") + what + ") on " + d.label);
+    rc = clBuildProgram(prog, 1, &d.device, options, nullptr, nullptr);
+    if (rc != CL_SUCCESS) {
+        std::string build_log;
+        size_t n = 0;
+        if (clGetProgramBuildInfo(prog, d.device, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n) == CL_SUCCESS && n > 0) {
+            build_log.assign(n, '\0');
+            if (clGetProgramBuildInfo(prog, d.device, CL_PROGRAM_BUILD_LOG, n, build_log.data(), nullptr) != CL_SUCCESS)
+                build_log.clear();
+            build_log = plugin::trim(build_log);
+        }
+        clReleaseProgram(prog);
+        log(4, std::string("clBuildProgram(") + what + ") failed on " + d.label + ": " + build_log);
+        return plugin::fail(err, rc == CL_BUILD_PROGRAM_FAILURE ? CPN_E_INTERNAL : status_from_cl(rc),
+                            "clBuildProgram(%s) failed on %s: %s (%d); build log: %.700s", what, d.label.c_str(),
+                            cl_error_name(rc), static_cast<int>(rc), build_log.empty() ? "(empty)" : build_log.c_str());
+    }
+    *d.program = prog;
+    *out = prog;
+    return CPN_OK;
+}
+
 }  // namespace cpn::opencl

@@ -22,6 +22,7 @@
 #include "cpn_backend_util.hpp"
 #include "executor.hpp"
 #include "onnx_import.hpp"
+#include "plugin_status.hpp"
 #include "ops.hpp"
 
 namespace cpn::opencl::infer_source {
@@ -116,14 +117,7 @@ void blast_check(CLBlastStatusCode s, const std::string& what) {
                   "CLBlast " + what + " failed: " + blast_name(s) + " (" + std::to_string(code) + ")");
 }
 
-cpn_status status_of(const inf::Error& e) {
-    switch (e.kind()) {
-        case inf::Error::unsupported: return CPN_E_UNSUPPORTED;
-        case inf::Error::cancelled: return CPN_E_CANCELLED;
-        case inf::Error::out_of_memory: return CPN_E_OUT_OF_MEMORY;
-        default: return CPN_E_INVALID_ARGUMENT;
-    }
-}
+using inf::status_of;
 
 /* ---- device memory ------------------------------------------------------------------------ */
 
@@ -185,34 +179,7 @@ struct Prepared {
 };
 
 cpn_status build_program(const DeviceView& d, cl_program* out, cpn_msg* err) {
-    std::lock_guard<std::mutex> lock(*d.mu);
-    if (*d.program != nullptr) {
-        *out = *d.program;
-        return CPN_OK;
-    }
-    cl_int rc = CL_SUCCESS;
-    const char* src = infer_source::kInferSource;
-    cl_program prog = clCreateProgramWithSource(d.context, 1, &src, nullptr, &rc);
-    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateProgramWithSource(inference kernels) on " + d.label);
-    rc = clBuildProgram(prog, 1, &d.device, "", nullptr, nullptr);
-    if (rc != CL_SUCCESS) {
-        std::string build_log;
-        size_t n = 0;
-        if (clGetProgramBuildInfo(prog, d.device, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n) == CL_SUCCESS && n > 0) {
-            build_log.assign(n, '\0');
-            if (clGetProgramBuildInfo(prog, d.device, CL_PROGRAM_BUILD_LOG, n, build_log.data(), nullptr) != CL_SUCCESS)
-                build_log.clear();
-            build_log = plugin::trim(build_log);
-        }
-        clReleaseProgram(prog);
-        opencl::log(4, "clBuildProgram(inference kernels) failed on " + d.label + ": " + build_log);
-        return fail(err, rc == CL_BUILD_PROGRAM_FAILURE ? CPN_E_INTERNAL : status_from_cl(rc),
-                    "clBuildProgram(inference kernels) failed on %s: %s (%d); build log: %.700s", d.label.c_str(),
-                    cl_error_name(rc), static_cast<int>(rc), build_log.empty() ? "(empty)" : build_log.c_str());
-    }
-    *d.program = prog;
-    *out = prog;
-    return CPN_OK;
+    return build_cached_program(d, infer_source::kInferSource, "", "inference kernels", out, err);
 }
 
 /* ---- a run -------------------------------------------------------------------------------- */

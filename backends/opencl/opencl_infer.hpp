@@ -19,17 +19,9 @@
 
 namespace cpn::opencl::infer_ext {
 
-/* What the inference code needs of an opened device (opencl_exec.cpp fills it). The program
- * is built once per device and kept in *program, guarded by *mu. */
-struct DeviceView {
-    cl_device_id device = nullptr;
-    cl_context context = nullptr;
-    cl_command_queue queue = nullptr;
-    cl_ulong max_alloc = 0;  // CL_DEVICE_MAX_MEM_ALLOC_SIZE; 0 when unknown
-    std::string label;
-    std::mutex* mu = nullptr;
-    cl_program* program = nullptr;
-};
+/* The opened device as the inference code sees it (opencl_internal.hpp; opencl_exec.cpp fills
+ * it). */
+using DeviceView = opencl::DeviceView;
 
 /* Fills *out for an opened device handle; false for NULL. (opencl_exec.cpp) */
 bool device_view(cpn_device_handle* handle, DeviceView* out);

@@ -12,6 +12,7 @@
 #include <CL/cl.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,25 @@ cpn_status status_from_cl(cl_int code);
 
 /* Writes "<what> failed: CL_NAME (code)" into err and returns status_from_cl(code). */
 cpn_status cl_fail(cpn_msg* err, cl_int code, const std::string& what);
+
+/* ---- programs built once per opened device (opencl_errors.cpp) --------------------------- */
+
+/* What a workload (render.pass, the inference extension) needs of an opened device. Its
+ * program is built once per device and kept in *program, guarded by *mu. */
+struct DeviceView {
+    cl_device_id device = nullptr;
+    cl_context context = nullptr;
+    cl_command_queue queue = nullptr;
+    cl_ulong max_alloc = 0;  // CL_DEVICE_MAX_MEM_ALLOC_SIZE; 0 when unknown
+    std::string label;
+    std::mutex* mu = nullptr;
+    cl_program* program = nullptr;
+};
+
+/* Returns the device's program in *out, building it from `source` with `options` the first
+ * time; a failed build says "clBuildProgram(<what>) failed on <device>: ...; build log: ...". */
+cpn_status build_cached_program(const DeviceView& d, const char* source, const char* options, const char* what,
+                                cl_program* out, cpn_msg* err);
 
 /* ---- logging (opencl_backend.cpp) -------------------------------------------------------- */
 

@@ -33,34 +33,7 @@ namespace {
 constexpr const char* kBuildOptions = "-cl-fp32-correctly-rounded-divide-sqrt";
 
 cpn_status build_program(const DeviceView& d, cl_program* out, cpn_msg* err) {
-    std::lock_guard<std::mutex> lock(*d.mu);
-    if (*d.program != nullptr) {
-        *out = *d.program;
-        return CPN_OK;
-    }
-    cl_int rc = CL_SUCCESS;
-    const char* src = render_source::kRenderSource;
-    cl_program prog = clCreateProgramWithSource(d.context, 1, &src, nullptr, &rc);
-    if (rc != CL_SUCCESS) return cl_fail(err, rc, "clCreateProgramWithSource(render) on " + d.label);
-    rc = clBuildProgram(prog, 1, &d.device, kBuildOptions, nullptr, nullptr);
-    if (rc != CL_SUCCESS) {
-        std::string build_log;
-        size_t n = 0;
-        if (clGetProgramBuildInfo(prog, d.device, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n) == CL_SUCCESS && n > 0) {
-            build_log.assign(n, '\0');
-            if (clGetProgramBuildInfo(prog, d.device, CL_PROGRAM_BUILD_LOG, n, build_log.data(), nullptr) != CL_SUCCESS)
-                build_log.clear();
-            build_log = plugin::trim(build_log);
-        }
-        clReleaseProgram(prog);
-        log(4, "clBuildProgram(render) failed on " + d.label + ": " + build_log);
-        return fail(err, rc == CL_BUILD_PROGRAM_FAILURE ? CPN_E_INTERNAL : status_from_cl(rc),
-                    "clBuildProgram(render) failed on %s: %s (%d); build log: %.700s", d.label.c_str(), cl_error_name(rc),
-                    static_cast<int>(rc), build_log.empty() ? "(empty)" : build_log.c_str());
-    }
-    *d.program = prog;
-    *out = prog;
-    return CPN_OK;
+    return build_cached_program(d, render_source::kRenderSource, kBuildOptions, "render", out, err);
 }
 
 }  // namespace

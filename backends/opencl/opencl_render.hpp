@@ -11,17 +11,8 @@
 
 namespace cpn::opencl::render {
 
-/* What the render code needs of an opened device. The program is built once per device and
- * kept in *program (guarded by *mu). */
-struct DeviceView {
-    cl_device_id device = nullptr;
-    cl_context context = nullptr;
-    cl_command_queue queue = nullptr;
-    cl_ulong max_alloc = 0;
-    std::string label;
-    std::mutex* mu = nullptr;
-    cl_program* program = nullptr;
-};
+/* The opened device as render.pass sees it (opencl_internal.hpp). */
+using DeviceView = opencl::DeviceView;
 
 struct Render;
 

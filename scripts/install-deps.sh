@@ -15,9 +15,9 @@ packages=(
   libsystemd-dev prometheus-cpp-dev
   # the render workload: PNG images, Wavefront OBJ meshes
   libspng-dev libtinyobjloader-dev
-  # the inference workload: ONNX's protobuf classes and type inference, OpenBLAS for GEMM;
-  # ONNX's own backend tests as test data
-  libonnx-dev libprotobuf-dev libopenblas-dev libonnx-testdata
+  # the inference workload: ONNX's protobuf classes and type inference, OpenBLAS for GEMM,
+  # oneDNN for convolutions; ONNX's own backend tests as test data
+  libonnx-dev libprotobuf-dev libopenblas-dev libdnnl-dev libonnx-testdata
   # ... and CLBlast, the OpenCL backend's GEMM
   libclblast-dev
   # backends: OpenCL (PoCL gives a real CPU device), oneAPI Level Zero loader, Xilinx XRT

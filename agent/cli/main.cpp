@@ -1,5 +1,6 @@
 // main.cpp: `cpn-agent`, the edge agent's single binary.
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "cli/commands.hpp"
@@ -7,6 +8,12 @@
 #include "cpn_backend.h"
 
 int main(int argc, char** argv) {
+    // The CPU's convolutions may run on oneDNN, whose OpenMP threads would otherwise spin for a
+    // while after each convolution, on the cores where the runtime's own worker threads run the
+    // operators in between (measured in bench/results/infer-cpu-2026-12-07-xeon-vm.md). Set
+    // before any thread exists (setenv is not thread-safe) and before libgomp is loaded, which
+    // reads it; a value in the environment wins.
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     CLI::App app{"cpn-agent: computing-power-network edge agent (discovers, benchmarks and reports "
                  "this node's compute, and runs offloaded tasks)"};
     app.require_subcommand(0, 1);

@@ -15,7 +15,7 @@
 
 inline float cpn_act(float v, int act, float a, float b) {
     switch (act) {
-        case ACT_RELU: return v > 0.0f ? v : 0.0f;
+        case ACT_RELU: return v < 0.0f ? 0.0f : v;  // NaN stays NaN, as on the CPU
         case ACT_LEAKY: return v >= 0.0f ? v : a * v;
         case ACT_CLIP: return fmin(fmax(v, a), b);
         case ACT_SIGMOID: return 1.0f / (1.0f + exp(-v));

@@ -10,7 +10,10 @@ export_models.py) and each batch size (1, 8):
      latency = run_s, images/s = batch / run_s, GFLOP/s = the agent's own flops / run_s);
   2. PyTorch (the same architecture and weights, rebuilt with the same seed): torch.no_grad,
      torch.set_num_threads(T), warm-up, then best-of-N wall time over at least --min-seconds;
-  3. checks cpn-agent's output against PyTorch's: max |cpn - torch| / max |torch| < 1e-3.
+  3. checks cpn-agent's output against PyTorch's: max |cpn - torch| / max |torch| < 1e-3;
+  4. OpenCV's DNN module (python3-opencv, when installed) on the same ONNX file and input:
+     cv2.dnn.readNetFromONNX, its own CPU backend, cv2.setNumThreads(T), warm-up, best-of-N;
+     a model it cannot load is reported with OpenCV's error.
 
 The machine may be shared: before each measurement the script waits (up to --max-wait s) until
 other work leaves the CPUs at most --quiet-busy busy, and with --rounds R it measures each engine
@@ -26,7 +29,7 @@ Usage: /usr/bin/python3 bench/infer/bench_infer.py [--models resnet18,mobilenet_
        [--plugin-dir build/lib/x86_64-linux-gnu/cpn-agent/backends] [--model-dir build/bench-models]
        [--min-seconds 2] [--rounds 1] [--quiet-busy 0.25] [--max-wait 300] [--peak-gflops G]
        [--out FILE]
-Needs torch, torchvision and numpy; runs export_models.py first when a model file is missing.
+Needs torch, torchvision and numpy (and cv2 for the OpenCV column); runs export_models.py first when a model file is missing.
 """
 import argparse
 import datetime
@@ -43,6 +46,11 @@ import time
 import numpy as np
 import torch
 import torchvision
+
+try:
+    import cv2
+except ImportError:  # OpenCV is an optional third column
+    cv2 = None
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).resolve().parent
@@ -133,6 +141,24 @@ def bench_torch(model, x, min_seconds):
             best = min(best, time.perf_counter() - t0)
             n += 1
     return best, n, y.numpy()
+
+
+def bench_opencv(model_path, x, min_seconds, threads):
+    """OpenCV DNN: best-of-N wall time as bench_torch; raises when OpenCV cannot load or run it."""
+    cv2.setNumThreads(threads)
+    net = cv2.dnn.readNetFromONNX(str(model_path))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    net.setInput(x)
+    y = net.forward()                      # warm-up (layer set-up, allocation)
+    best, n, start = math.inf, 0, time.perf_counter()
+    while n < 3 or time.perf_counter() - start < min_seconds:
+        net.setInput(x)
+        t0 = time.perf_counter()
+        net.forward()
+        best = min(best, time.perf_counter() - t0)
+        n += 1
+    return best, n, y
 
 
 def cpu_busy(seconds=0.5):
@@ -246,6 +272,20 @@ def main():
                     best, n, y_t = bench_torch(tmodel, x, args.min_seconds)
                     if "torch_s" not in row or best < row["torch_s"]:
                         row["torch_s"], row["torch_n"] = best, n
+                if cv2 is not None:
+                    for rnd in range(args.rounds):
+                        busy_seen.append(wait_quiet(args.quiet_busy, args.max_wait))
+                        log(f"{name} batch {b}: OpenCV DNN (round {rnd + 1}/{args.rounds})")
+                        try:
+                            best, n, y_cv = bench_opencv(mdir / f"{name}.onnx", x, args.min_seconds,
+                                                         args.threads)
+                        except Exception as e:  # OpenCV's own limits are a result too
+                            row["cv_error"] = " ".join(str(e).split())[:160]
+                            log(f"  OpenCV failed: {row['cv_error']}")
+                            break
+                        if "cv_s" not in row or best < row["cv_s"]:
+                            row["cv_s"] = best
+                            row["cv_diff"] = float(np.max(np.abs(y_cv - ref)) / np.max(np.abs(ref)))
                 row["busy_before"] = max(busy_seen)
                 row["torch_self_diff"] = float(np.max(np.abs(y_t - ref)) / np.max(np.abs(ref)))
                 if row["torch_self_diff"] > 1e-5:
@@ -256,23 +296,28 @@ def main():
 
     head = ("| model | batch | cpn-agent latency ms | cpn-agent images/s | cpn-agent GFLOP/s | "
             "% of fp32 peak | PyTorch latency ms | PyTorch images/s | PyTorch GFLOP/s | "
-            "ratio (PyTorch / cpn) | max rel diff |")
+            "ratio (PyTorch / cpn) | max rel diff | OpenCV DNN latency ms | ratio (OpenCV / cpn) |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         ts = r["torch_s"]
+        if "cv_s" in r:
+            cv_cell = f"{fmt(r['cv_s'] * 1e3, 2)} (max rel diff {r['cv_diff']:.1e})"
+        else:
+            cv_cell = f"cannot run it: {r['cv_error']}" if "cv_error" in r else "python3-opencv not installed"
         if "error" in r:
             gf_t = ""
             lines.append(f"| {r['model']} | {r['batch']} | failed: {r['error']} | | | | "
-                         f"{fmt(ts * 1e3, 2)} | {fmt(r['batch'] / ts)} | {gf_t} | | |")
+                         f"{fmt(ts * 1e3, 2)} | {fmt(r['batch'] / ts)} | {gf_t} | | | {cv_cell} | |")
             continue
         m = r["agent"]
         s = m["run_s"]
+        cv_ratio = f"{r['cv_s'] / s:.2f}x" if "cv_s" in r else ""
         gf = m["flops"] / s / 1e9
         gf_t = m["flops"] / ts / 1e9
         lines.append(
             f"| {r['model']} | {r['batch']} | {fmt(s * 1e3, 2)} | {fmt(r['batch'] / s)} | "
             f"{fmt(gf)} | {fmt(100 * gf / peak)} % | {fmt(ts * 1e3, 2)} | {fmt(r['batch'] / ts)} | "
-            f"{fmt(gf_t)} | {ts / s:.2f}x | {r['diff']:.1e} |")
+            f"{fmt(gf_t)} | {ts / s:.2f}x | {r['diff']:.1e} | {cv_cell} | {cv_ratio} |")
     table = "\n".join(lines)
 
     detail = ["| model | batch | cpn-agent GFLOP per run | runs (cpn / PyTorch) | compile s | load s | "

@@ -179,7 +179,7 @@ def test_packages_and_their_metadata(debs):
         assert deb.name == f"{name}_{version}_{arch}.deb", deb.name
         assert control(deb, "Version") == version
     deps = control(debs["cpn-agent"], "Depends")
-    for lib in ["adduser", "libc6", "libpaho-mqttpp3-1", "libyaml-cpp0.7", "libsqlite3-0", "libhwloc15", "libsystemd0"]:
+    for lib in ["adduser", "libc6", "libpaho-mqttpp3-1", "libyaml-cpp0.7", "libsqlite3-0", "libhwloc15", "libsystemd0", "libopenblas0", "libdnnl2"]:
         assert lib in deps, f"cpn-agent Depends lacks {lib}: {deps}"
     runtime = {"cpn-agent-backend-cuda": "libcuda1", "cpn-agent-backend-opencl": "libopencl1",
                "cpn-agent-backend-levelzero": "libze1", "cpn-agent-backend-fpga": "libxrt"}

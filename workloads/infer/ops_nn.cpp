@@ -19,6 +19,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "conv_dnnl.hpp"
 #include "ops.hpp"
 
 namespace cpn::infer {
@@ -337,11 +338,6 @@ T vmax(const T* p, int64_t n) {
 // ---------------------------------------------------------------------------------------------
 // Fused activations (Conv, Gemm, MatMul)
 
-struct Act {
-    enum K { none, relu, leaky, clip, sigmoid, hardsigmoid, tanh_, hardswish } k = none;
-    float a = 0, b = 0;
-};
-
 Act parse_act(const Node& n) {
     Act act;
     const std::string& s = n.fused_activation;
@@ -390,7 +386,7 @@ void bias_act(T* p, int64_t n, T bias, const Act& act) {
         case Act::relu:
             for (int64_t i = 0; i < n; ++i) {
                 const T v = p[i] + bias;
-                p[i] = v > T(0) ? v : T(0);
+                p[i] = v < T(0) ? T(0) : v;  // NaN stays NaN, as in the Relu operator and oneDNN
             }
             break;
         case Act::leaky:
@@ -673,6 +669,19 @@ void conv_kernel(const T* x, const T* w, const T* bias, T* y, int64_t N, int64_t
     for (int64_t n = 0; n < N; ++n) image(n, colbuf.data(), threads);
 }
 
+// The geometry in conv_dnnl.hpp's terms (Geo keeps the spatial axes right-aligned in its arrays).
+ConvDims conv_dims(int64_t N, int64_t C, int64_t M, int64_t G, const Geo& g) {
+    ConvDims c;
+    c.r = g.r;
+    c.N = N, c.C = C, c.M = M, c.G = G;
+    for (int i = 0; i < g.r; ++i) {
+        const int j = 3 - g.r + i;
+        c.in[i] = g.in[j], c.out[i] = g.out[j], c.k[i] = g.k[j], c.s[i] = g.s[j], c.d[i] = g.d[j];
+        c.pb[i] = g.pb[j], c.pe[i] = g.pe[j];
+    }
+    return c;
+}
+
 void conv_check(const Node& n) {
     check_auto_pad(n);
     if (n.attrs.get_int("group", 1) < 1) fail(n.where() + ": group must be >= 1");
@@ -712,10 +721,12 @@ void conv_run(OpContext& ctx) {
     const Geo g = make_geo(n, xs, kernel, false, true);
     const Act act = parse_act(n);
     Tensor& Y = ctx.alloc_output(0, X.dtype, out_shape(N, M, g));
-    if (X.dtype == DType::f32)
-        conv_kernel<float>(X.data<float>(), W.data<float>(), B ? B->data<float>() : nullptr, Y.data<float>(), N, C, M, G, g,
-                           act, ctx.threads, n);
-    else
+    if (X.dtype == DType::f32) {
+        const float* bias = B ? B->data<float>() : nullptr;
+        conv_f32(conv_dims(N, C, M, G, g), act, X.data<float>(), W, bias, Y.data<float>(), ctx.threads, [&] {
+            conv_kernel<float>(X.data<float>(), W.data<float>(), bias, Y.data<float>(), N, C, M, G, g, act, ctx.threads, n);
+        });
+    } else
         conv_kernel<double>(X.data<double>(), W.data<double>(), B ? B->data<double>() : nullptr, Y.data<double>(), N, C, M,
                             G, g, act, ctx.threads, n);
 }

@@ -984,6 +984,11 @@ def test_task_infer_digits_model_cached_between_tasks(broker, make_agent, make_b
     assert cpnt[:4] == b"CPNT"
     assert np.array_equal(np.frombuffer(cpnt[-320:], dtype=np.float32).reshape(8, 10), logits)
     assert_alive(agent)
+    # The convolutions started oneDNN's OpenMP threads and OpenBLAS's: they must have the
+    # daemon's blocked signal mask, so SIGTERM still stops the agent cleanly instead of killing it.
+    agent.signal(signal.SIGTERM)
+    rc = agent.wait_exit(10)
+    assert rc == 0, f"exit code {rc} after SIGTERM once inference threads exist"
 
 
 def test_task_infer_bad_models_and_inputs_fail_with_the_reason(broker, make_agent, make_brain, make_client, node_id, workdir):

@@ -7,6 +7,7 @@
 #include "cuda_devices.hpp"
 #include "cuda_driver.hpp"
 #include "cuda_exec.hpp"
+#include "cuda_infer.hpp"
 #include "cuda_log.hpp"
 #include "cuda_telemetry.hpp"
 
@@ -98,12 +99,18 @@ void t_release(cpn_prepared* prepared) {
         return CPN_OK;
     });
 }
-/* Named extras: CPN_DEVICE_TELEMETRY_PROC (NVML telemetry, see cuda_telemetry.hpp). */
+/* Named extras: CPN_DEVICE_TELEMETRY_PROC (NVML telemetry, see cuda_telemetry.hpp) and
+ * CPN_INFER_PROC (the inference extension, see cuda_infer.hpp). Handing out a table loads
+ * nothing; the inference functions work on a device the host opened, so only after probe found
+ * the driver. */
 void* t_get_proc(const char* name) {
-    if (name != nullptr && std::strcmp(name, CPN_DEVICE_TELEMETRY_PROC) == 0) {
+    if (name == nullptr) return nullptr;
+    if (std::strcmp(name, CPN_DEVICE_TELEMETRY_PROC) == 0) {
         cpn_device_telemetry_fn fn = device_telemetry;
         return reinterpret_cast<void*>(fn);
     }
+    if (std::strcmp(name, CPN_INFER_PROC) == 0)
+        return const_cast<void*>(static_cast<const void*>(infer_ext::api()));
     return nullptr;
 }
 

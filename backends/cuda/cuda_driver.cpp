@@ -84,6 +84,7 @@ bool load_api(std::string& reason) {
     resolve(lib, "cuEventSynchronize", api.event_synchronize, missing);
     resolve(lib, "cuOccupancyMaxActiveBlocksPerMultiprocessor", api.occupancy_max_active_blocks,
             missing);
+    resolve(lib, "cuMemsetD32Async", api.memset_d32_async, missing);
     {
         std::string no_v2;
         resolve(lib, "cuEventElapsedTime_v2", api.event_elapsed_time, no_v2);

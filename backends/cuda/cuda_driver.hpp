@@ -62,6 +62,9 @@ struct DriverApi {
      * signature. */
     decltype(&::cuEventElapsedTime_v2) event_elapsed_time = nullptr;
     decltype(&::cuOccupancyMaxActiveBlocksPerMultiprocessor) occupancy_max_active_blocks = nullptr;
+
+    /* Used by the inference extension (cuda_infer.cpp): zero-filling on its own stream. */
+    decltype(&::cuMemsetD32Async) memset_d32_async = nullptr;
 };
 
 /* What probe() found out about the driver, cached by driver_state(). */

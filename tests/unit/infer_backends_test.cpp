@@ -1,7 +1,9 @@
 // infer_backends_test.cpp: inference through the backend plugins (InferEngine): the digits CNN
-// on the CPU backend and on the OpenCL backend (accuracy, agreement of the logits, the split
-// and copy metrics), and an operator the OpenCL backend lacks falling back to the CPU backend.
-// The OpenCL tests skip, saying why, where the plugin or an OpenCL device is missing.
+// on the CPU backend and on each device backend, OpenCL and CUDA (accuracy, agreement of the
+// logits, the split and copy metrics), an operator a device backend lacks falling back to the
+// CPU backend, and ONNX's backend tests through each. The device tests skip, saying why, where
+// the plugin or a device is missing (no CUDA GPU on the development machines: there the CUDA
+// plugin is only checked to load and say why it cannot run).
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
@@ -11,8 +13,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "cpn_infer.h"
 #include "infer/infer_engine.hpp"
 #include "onnx_testdata.hpp"
+#include "plugin/plugin_library.hpp"
 #include "tensor_io.hpp"
 
 namespace cpn::infer {
@@ -51,7 +55,10 @@ void print_metrics(const char* what, const nlohmann::json& m) {
                 m["copy_bytes"].dump().c_str(), m.value("gflops_per_s", 0.0));
 }
 
-TEST(InferBackends, DigitsCnnOnOpenClAgreesWithCpu) {
+/* The digits CNN on `backend` against the CPU backend: both at least 95% accurate, the logits
+ * within 1e-3 (relative to the largest), every node on the device in one segment. Skips when
+ * the backend has no usable device here. */
+void digits_cnn_agrees_with_cpu(const std::string& backend) {
     ModelCache cache;
     auto m = load(cache, read_all(fixture("digits-cnn.onnx")), "digits-cnn.onnx");
     ASSERT_TRUE(m);
@@ -63,35 +70,35 @@ TEST(InferBackends, DigitsCnnOnOpenClAgreesWithCpu) {
     const std::map<std::string, Tensor> inputs{{in_name, x}};
     InferEngine engine;
 
-    auto run_on = [&](const std::string& backend, Result<InferResult>* warm) {
-        Result<InferResult> first = engine.run(m, target(backend), inputs, {});
+    auto run_on = [&](const std::string& which, Result<InferResult>* warm) {
+        Result<InferResult> first = engine.run(m, target(which), inputs, {});
         if (first.ok()) {
             const auto t0 = std::chrono::steady_clock::now();
-            *warm = engine.run(m, target(backend), inputs, {});  // prepared: the run alone
-            std::printf("%s: second run %.4f s (first, with prepare: compile %.3f s, run %.4f s)\n", backend.c_str(),
+            *warm = engine.run(m, target(which), inputs, {});  // prepared: the run alone
+            std::printf("%s: second run %.4f s (first, with prepare: compile %.3f s, run %.4f s)\n", which.c_str(),
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                         first->metrics.value("compile_s", 0.0), first->metrics.value("run_s", 0.0));
         } else {
             *warm = first;
         }
     };
-    Result<InferResult> cpu = Status(Code::internal, "not run"), ocl = Status(Code::internal, "not run");
+    Result<InferResult> cpu = Status(Code::internal, "not run"), dev = Status(Code::internal, "not run");
     run_on("cpu", &cpu);
     ASSERT_TRUE(cpu.ok()) << cpu.status().message();
-    run_on("opencl", &ocl);
-    if (!ocl.ok() && (ocl.status().code() == Code::unavailable))
-        GTEST_SKIP() << "OpenCL cannot run inference on this machine: " << ocl.status().message();
-    ASSERT_TRUE(ocl.ok()) << ocl.status().message();
+    run_on(backend, &dev);
+    if (!dev.ok() && (dev.status().code() == Code::unavailable))
+        GTEST_SKIP() << backend << " cannot run inference on this machine: " << dev.status().message();
+    ASSERT_TRUE(dev.ok()) << dev.status().message();
 
     const Tensor& a = cpu->outputs.at(out_name);
-    const Tensor& b = ocl->outputs.at(out_name);
+    const Tensor& b = dev->outputs.at(out_name);
     ASSERT_EQ(a.dtype, DType::f32);
     ASSERT_EQ(a.shape, b.shape);
     ASSERT_EQ(a.rank(), 2u);
     const int64_t rows = a.shape[0], cols = a.shape[1];
     ASSERT_EQ(rows, labels.numel());
     double max_abs = 0, max_diff = 0;
-    int64_t right_cpu = 0, right_ocl = 0;
+    int64_t right_cpu = 0, right_dev = 0;
     for (int64_t r = 0; r < rows; ++r) {
         int64_t ia = 0, ib = 0;
         for (int64_t c = 0; c < cols; ++c) {
@@ -102,41 +109,47 @@ TEST(InferBackends, DigitsCnnOnOpenClAgreesWithCpu) {
             if (vb > b.data<float>()[r * cols + ib]) ib = c;
         }
         right_cpu += ia == int_at(labels, r);
-        right_ocl += ib == int_at(labels, r);
+        right_dev += ib == int_at(labels, r);
     }
-    const double acc_cpu = static_cast<double>(right_cpu) / rows, acc_ocl = static_cast<double>(right_ocl) / rows;
-    std::printf("digits-cnn, batch %lld: accuracy cpu %.4f, opencl %.4f; max |logit| %.4f, max |diff| %.3g (relative %.3g)\n",
-                static_cast<long long>(rows), acc_cpu, acc_ocl, max_abs, max_diff, max_abs > 0 ? max_diff / max_abs : max_diff);
+    const double acc_cpu = static_cast<double>(right_cpu) / rows, acc_dev = static_cast<double>(right_dev) / rows;
+    std::printf("digits-cnn, batch %lld: accuracy cpu %.4f, %s %.4f; max |logit| %.4f, max |diff| %.3g (relative %.3g)\n",
+                static_cast<long long>(rows), acc_cpu, backend.c_str(), acc_dev, max_abs, max_diff,
+                max_abs > 0 ? max_diff / max_abs : max_diff);
     print_metrics("cpu", cpu->metrics);
-    print_metrics("opencl", ocl->metrics);
+    print_metrics(backend.c_str(), dev->metrics);
     EXPECT_GE(acc_cpu, 0.95);
-    EXPECT_GE(acc_ocl, 0.95);
+    EXPECT_GE(acc_dev, 0.95);
     EXPECT_LT(max_diff, 1e-3 * std::max(1.0, max_abs));
-    EXPECT_EQ(ocl->metrics.value("backend", ""), "opencl");
-    EXPECT_EQ(ocl->metrics.value("fallback_nodes", size_t{99}), 0u) << ocl->metrics.dump();
-    EXPECT_EQ(ocl->metrics.value("segments", size_t{0}), 1u);
+    EXPECT_EQ(dev->metrics.value("backend", ""), backend);
+    EXPECT_EQ(dev->metrics.value("fallback_nodes", size_t{99}), 0u) << dev->metrics.dump();
+    EXPECT_EQ(dev->metrics.value("segments", size_t{0}), 1u);
 }
 
-/* Conv -> Erf -> Relu: the OpenCL backend has no Erf, so it runs on the CPU between two OpenCL
- * segments, and the result is still right. */
-TEST(InferBackends, AnOperatorOpenClLacksFallsBackToTheCpu) {
+TEST(InferBackends, DigitsCnnOnOpenClAgreesWithCpu) { digits_cnn_agrees_with_cpu("opencl"); }
+
+TEST(InferBackends, DigitsCnnOnCudaAgreesWithCpu) { digits_cnn_agrees_with_cpu("cuda"); }
+
+/* Conv -> `op` -> Relu, where `backend` lacks `op` (fn: its definition): `op` runs on the CPU
+ * between two device segments, and the result is still right. Skips when the backend has no
+ * usable device here. */
+void an_operator_it_lacks_falls_back_to_the_cpu(const std::string& backend, const char* op, double (*fn)(double)) {
     onnx::ModelProto mp;
     mp.set_ir_version(8);
     auto* os = mp.add_opset_import();
     os->set_domain("");
     os->set_version(13);
     auto* g = mp.mutable_graph();
-    g->set_name("conv_erf_relu");
-    auto add_node = [&](const char* op, std::vector<std::string> ins, const std::string& out) {
+    g->set_name("conv_op_relu");
+    auto add_node = [&](const char* type, std::vector<std::string> ins, const std::string& out) {
         auto* n = g->add_node();
-        n->set_op_type(op);
-        n->set_name(std::string(op) + "0");
+        n->set_op_type(type);
+        n->set_name(std::string(type) + "0");
         for (const std::string& i : ins) n->add_input(i);
         n->add_output(out);
         return n;
     };
     add_node("Conv", {"x", "w", "b"}, "c");
-    add_node("Erf", {"c"}, "e");
+    add_node(op, {"c"}, "e");
     add_node("Relu", {"e"}, "y");
     const int64_t N = 2, H = 5, W = 5, M = 2;
     auto* in = g->add_input();
@@ -161,16 +174,16 @@ TEST(InferBackends, AnOperatorOpenClLacksFallsBackToTheCpu) {
     out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_FLOAT);
 
     ModelCache cache;
-    auto m = load(cache, mp.SerializeAsString(), "conv-erf-relu");
+    auto m = load(cache, mp.SerializeAsString(), "conv-" + std::string(op) + "-relu");
     ASSERT_TRUE(m);
     Tensor x = make_tensor(DType::f32, {N, 1, H, W});
     for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>((i * 37) % 11) / 5.0f - 1.0f;
     InferEngine engine;
-    Result<InferResult> r = engine.run(m, target("opencl"), {{"x", x}}, {});
+    Result<InferResult> r = engine.run(m, target(backend), {{"x", x}}, {});
     if (!r.ok() && r.status().code() == Code::unavailable)
-        GTEST_SKIP() << "OpenCL cannot run inference on this machine: " << r.status().message();
+        GTEST_SKIP() << backend << " cannot run inference on this machine: " << r.status().message();
     ASSERT_TRUE(r.ok()) << r.status().message();
-    print_metrics("conv-erf-relu on opencl", r->metrics);
+    print_metrics(("conv-" + std::string(op) + "-relu on " + backend).c_str(), r->metrics);
     EXPECT_GT(r->metrics.value("fallback_nodes", size_t{0}), 0u) << r->metrics.dump();
     EXPECT_EQ(r->metrics.value("segments", size_t{0}), 3u) << r->metrics.dump();
 
@@ -187,28 +200,63 @@ TEST(InferBackends, AnOperatorOpenClLacksFallsBackToTheCpu) {
                         for (int64_t kw = 0; kw < 3; ++kw)
                             acc += static_cast<double>(x.data<float>()[(n * H + oh + kh) * W + ow + kw]) *
                                    wv[static_cast<size_t>(mm * 9 + kh * 3 + kw)];
-                    const double want = std::max(0.0, std::erf(acc));
+                    const double want = std::max(0.0, fn(acc));
                     const double got = y.data<float>()[((n * M + mm) * 3 + oh) * 3 + ow];
                     worst = std::max(worst, std::fabs(want - got));
                 }
     EXPECT_LT(worst, 1e-5);
 }
 
-// ONNX's backend tests through the engine on the OpenCL backend: the nodes it runs go to the
-// device, the rest fall back to the CPU, and every supported test must pass (onnx_testdata.hpp).
-// How many ran wholly on OpenCL is printed.
-class InferOnnxOnOpenCl : public ::testing::TestWithParam<std::string> {};
+TEST(InferBackends, AnOperatorOpenClLacksFallsBackToTheCpu) {
+    an_operator_it_lacks_falls_back_to_the_cpu("opencl", "Erf", [](double v) { return std::erf(v); });
+}
 
-TEST_P(InferOnnxOnOpenCl, EverySupportedTestPasses) {
+TEST(InferBackends, AnOperatorCudaLacksFallsBackToTheCpu) {
+    an_operator_it_lacks_falls_back_to_the_cpu("cuda", "Sin", [](double v) { return std::sin(v); });
+}
+
+/* Where the CUDA plugin cannot run (no driver, no GPU: every development machine), it still
+ * loads, offers the inference extension, and the engine passes on the reason probe gives. */
+TEST(InferBackends, CudaWithoutADeviceSaysWhy) {
+    PluginLoadError le;
+    std::shared_ptr<PluginLibrary> lib = PluginLibrary::open(plugin("cuda"), le);
+    if (!lib) GTEST_SKIP() << "the CUDA plugin is not built: " << le.stage << ": " << le.reason;
+    const cpn_backend& b = lib->backend();
+    ASSERT_NE(b.get_proc, nullptr);
+    const auto* api = static_cast<const cpn_infer_api*>(b.get_proc(CPN_INFER_PROC));
+    ASSERT_NE(api, nullptr);
+    EXPECT_GE(api->struct_size, sizeof(cpn_infer_api));
+    cpn_probe_info pi{};
+    pi.struct_size = sizeof pi;
+    cpn_msg err{};
+    ASSERT_EQ(b.probe(&pi, &err), CPN_OK) << err.text;
+    if (pi.usable) GTEST_SKIP() << "a CUDA device is usable here: the CUDA tests above run on it";
+    ASSERT_NE(pi.reason[0], '\0');
+    ModelCache cache;
+    auto m = load(cache, read_all(fixture("digits-cnn.onnx")), "digits-cnn.onnx");
+    ASSERT_TRUE(m);
+    InferEngine engine;
+    Result<InferResult> r = engine.run(m, target("cuda"), {{"image", read_tensor(read_all(fixture("digits-test-x.npy")), "x")}}, {});
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::unavailable);
+    EXPECT_NE(r.status().message().find(pi.reason), std::string::npos) << r.status().message();
+    std::printf("cuda: %s\n", r.status().message().c_str());
+}
+
+// ONNX's backend tests through the engine on a device backend: the nodes it runs go to the
+// device, the rest fall back to the CPU, and every supported test must pass (onnx_testdata.hpp).
+// How many ran wholly on the device is printed. Skips when the backend cannot run the digits CNN
+// here (no plugin, no device).
+void every_supported_onnx_test_passes(const std::string& backend, const std::string& set) {
     if (!std::filesystem::is_directory(CPN_ONNX_TESTDATA)) GTEST_SKIP() << CPN_ONNX_TESTDATA << " is missing (install libonnx-testdata)";
     InferEngine engine;
     ModelCache cache(4);
     {
         auto probe = load(cache, read_all(fixture("digits-cnn.onnx")), "digits-cnn.onnx");
         ASSERT_TRUE(probe);
-        Result<InferResult> r = engine.run(probe, target("opencl"),
+        Result<InferResult> r = engine.run(probe, target(backend),
                                            {{"image", read_tensor(read_all(fixture("digits-test-x.npy")), "x")}}, {});
-        if (!r.ok()) GTEST_SKIP() << "OpenCL cannot run inference on this machine: " << r.status().message();
+        if (!r.ok()) GTEST_SKIP() << backend << " cannot run inference on this machine: " << r.status().message();
     }
     int on_device = 0, mixed = 0;
     auto runner = [&](const std::filesystem::path& file, const Model&, const std::map<std::string, Tensor>& inputs) {
@@ -217,7 +265,7 @@ TEST_P(InferOnnxOnOpenCl, EverySupportedTestPasses) {
         lo.base_dir = file.parent_path().string();
         Result<std::shared_ptr<const LoadedModel>> m = cache.get(read_all(file.string()), lo);
         if (!m.ok()) throw Error(Error::invalid, m.status().message());
-        InferTarget t = target("opencl");
+        InferTarget t = target(backend);
         t.device_id = m.value()->sha256.substr(0, 12);  // a plan per test model, not one shared id
         InferRunOptions ro;
         ro.allow_nonfinite_inputs = true;
@@ -228,13 +276,20 @@ TEST_P(InferOnnxOnOpenCl, EverySupportedTestPasses) {
         (r->metrics.value("fallback_nodes", 0) == 0 ? on_device : mixed)++;
         return r->outputs;
     };
-    testdata::Counts c = testdata::run_set(GetParam(), "opencl", runner);
-    std::printf("onnx backend tests (%s, opencl): of the %d runs, %d wholly on OpenCL, %d with nodes on the CPU\n",
-                GetParam().c_str(), on_device + mixed, on_device, mixed);
+    testdata::Counts c = testdata::run_set(set, backend, runner);
+    std::printf("onnx backend tests (%s, %s): of the %d runs, %d wholly on the device, %d with nodes on the CPU\n",
+                set.c_str(), backend.c_str(), on_device + mixed, on_device, mixed);
     EXPECT_EQ(c.fail, 0) << c.fail << " test(s) failed";
 }
 
+class InferOnnxOnOpenCl : public ::testing::TestWithParam<std::string> {};
+TEST_P(InferOnnxOnOpenCl, EverySupportedTestPasses) { every_supported_onnx_test_passes("opencl", GetParam()); }
 INSTANTIATE_TEST_SUITE_P(Sets, InferOnnxOnOpenCl, ::testing::ValuesIn(testdata::sets()),
+                         [](const auto& p) { return testdata::test_name(p.param); });
+
+class InferOnnxOnCuda : public ::testing::TestWithParam<std::string> {};
+TEST_P(InferOnnxOnCuda, EverySupportedTestPasses) { every_supported_onnx_test_passes("cuda", GetParam()); }
+INSTANTIATE_TEST_SUITE_P(Sets, InferOnnxOnCuda, ::testing::ValuesIn(testdata::sets()),
                          [](const auto& p) { return testdata::test_name(p.param); });
 
 }  // namespace

@@ -8,11 +8,12 @@
 #include "cpn_backend.h"
 
 int main(int argc, char** argv) {
-    // The CPU's convolutions may run on oneDNN, whose OpenMP threads would otherwise spin for a
-    // while after each convolution, on the cores where the runtime's own worker threads run the
-    // operators in between (measured in bench/results/infer-cpu-2026-12-07-xeon-vm.md). Set
-    // before any thread exists (setenv is not thread-safe) and before libgomp is loaded, which
-    // reads it; a value in the environment wins.
+    // The CPU's convolutions and products run on oneDNN's OpenMP team (workloads/infer/onednn.hpp),
+    // whose threads by default spin for a while after each call: on an edge node that is CPU
+    // burnt after every inference, taken from the runtime's own worker threads (the operators in
+    // between) and from everything else the node runs. Passive threads sleep at once. Set before
+    // any thread exists (setenv is not thread-safe) and before libgomp, which reads it, is
+    // loaded; a value in the environment wins.
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     CLI::App app{"cpn-agent: computing-power-network edge agent (discovers, benchmarks and reports "
                  "this node's compute, and runs offloaded tasks)"};

@@ -9,7 +9,7 @@ namespace cpn::cuda::cublas {
 namespace {
 
 /* Newest first: a driver runs the libraries of its own and of older toolkits. */
-constexpr const char* kLibraries[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
+constexpr const char* kLibraries[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"};
 
 std::once_flag g_once;
 Api g_api;

@@ -52,9 +52,10 @@ struct Api {
                                     int batch) = nullptr;  // cublasSgemmStridedBatched
 };
 
-/* Opens cuBLAS on first use ("libcublas.so.13", then .12, then the unversioned name) and
- * returns its entry points, or nullptr with the reason in *why. The outcome is kept: the
- * library is never unloaded, and a missing one is not looked for again. Thread-safe. */
+/* Opens cuBLAS on first use ("libcublas.so.13", then .12 and .11 (Debian 12's non-free
+ * libcublas11), then the unversioned name) and returns its entry points, or nullptr with the
+ * reason in *why. The outcome is kept: the library is never unloaded, and a missing one is not
+ * looked for again. Thread-safe. */
 const Api* load(std::string* why);
 
 /* "CUBLAS_STATUS_ALLOC_FAILED" for a status. */

@@ -11,9 +11,11 @@ export_models.py) and each batch size (1, 8):
   2. PyTorch (the same architecture and weights, rebuilt with the same seed): torch.no_grad,
      torch.set_num_threads(T), warm-up, then best-of-N wall time over at least --min-seconds;
   3. checks cpn-agent's output against PyTorch's: max |cpn - torch| / max |torch| < 1e-3;
-  4. OpenCV's DNN module (python3-opencv, when installed) on the same ONNX file and input:
+  4. OpenCV's DNN module (python3-opencv, when installed) on the same model and input:
      cv2.dnn.readNetFromONNX, its own CPU backend, cv2.setNumThreads(T), warm-up, best-of-N;
-     a model it cannot load is reported with OpenCV's error.
+     a model it cannot load is reported with OpenCV's error. OpenCV gets a copy of the file
+     whose Identity-of-a-constant nodes are replaced by the constant (opencv_copy: its importer
+     rejects them; the computation is the same).
 
 The machine may be shared: before each measurement the script waits (up to --max-wait s) until
 other work leaves the CPUs at most --quiet-busy busy, and with --rounds R it measures each engine
@@ -143,10 +145,37 @@ def bench_torch(model, x, min_seconds):
     return best, n, y.numpy()
 
 
+def opencv_copy(model_path):
+    """The model as OpenCV 4.6 can import it: PyTorch's exporter turns equal constants (the zero
+    biases of random-weight convolutions after folding BatchNormalization) into one initializer
+    plus Identity nodes, and OpenCV's importer rejects an Identity of an initializer. The copy
+    (MODEL-opencv.onnx beside the model) replaces each such Identity by a copy of the constant:
+    the same computation."""
+    import onnx
+    out = model_path.with_name(model_path.stem + "-opencv.onnx")
+    if out.exists() and out.stat().st_mtime >= model_path.stat().st_mtime:
+        return out
+    m = onnx.load(str(model_path))
+    inits = {i.name: i for i in m.graph.initializer}
+    keep = []
+    for n in m.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits:
+            t = onnx.TensorProto()
+            t.CopyFrom(inits[n.input[0]])
+            t.name = n.output[0]
+            m.graph.initializer.append(t)
+        else:
+            keep.append(n)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    onnx.save(m, str(out))
+    return out
+
+
 def bench_opencv(model_path, x, min_seconds, threads):
     """OpenCV DNN: best-of-N wall time as bench_torch; raises when OpenCV cannot load or run it."""
     cv2.setNumThreads(threads)
-    net = cv2.dnn.readNetFromONNX(str(model_path))
+    net = cv2.dnn.readNetFromONNX(str(opencv_copy(model_path)))
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
     net.setInput(x)

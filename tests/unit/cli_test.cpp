@@ -99,7 +99,7 @@ TEST(Cli, CoreBinaryLinksNoVendorRuntime) {
     // Nor OpenBLAS: its constructor would start threads before main() blocks the daemon's
     // signals (SIGTERM then kills instead of stopping cleanly); it is opened on first use.
     EXPECT_EQ(r.out.find("libopenblas"), std::string::npos) << "cpn-agent links OpenBLAS:\n" << r.out;
-    // Nor oneDNN and its OpenMP runtime (workloads/infer/conv_dnnl.cpp), for the same reason.
+    // Nor oneDNN and its OpenMP runtime (workloads/infer/onednn.cpp), for the same reason.
     for (const char* lib : {"libdnnl", "libgomp"})
         EXPECT_EQ(r.out.find(lib), std::string::npos) << "cpn-agent links " << lib << ":\n" << r.out;
 }

@@ -19,7 +19,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "conv_dnnl.hpp"
+#include "onednn.hpp"
 #include "ops.hpp"
 
 namespace cpn::infer {
@@ -159,10 +159,15 @@ const Blas& blas() {
     return b;
 }
 
+// The threads the products use from now on. Global, as OpenBLAS's own setting is: the
+// batch-parallel convolution sets 1 before its workers each run single-threaded products.
+std::atomic<int> g_gemm_threads{1};
+
 // OpenBLAS's thread count is global; set it only when it changes.
 void blas_threads(int t) {
     static std::atomic<int> current{-1};
     t = std::max(1, t);
+    g_gemm_threads.store(t);
     if (current.load() != t && blas().set_threads != nullptr) {
         blas().set_threads(t);
         current.store(t);
@@ -205,6 +210,12 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
     check_blas_dim(lda);
     check_blas_dim(ldb);
     check_blas_dim(ldc);
+    if constexpr (std::is_same_v<T, float>) {
+        // oneDNN's sgemm first: one OpenMP team for the convolutions and the products (onednn.hpp)
+        if (dnnl_sgemm_f32(ta, tb, M, N, K, alpha, A, std::max<int64_t>(lda, 1), B, std::max<int64_t>(ldb, 1), beta, C,
+                           std::max<int64_t>(ldc, 1), g_gemm_threads.load()))
+            return;
+    }
     const auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     if (blas().sgemm == nullptr) {
         gemm_loops(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -669,7 +680,7 @@ void conv_kernel(const T* x, const T* w, const T* bias, T* y, int64_t N, int64_t
     for (int64_t n = 0; n < N; ++n) image(n, colbuf.data(), threads);
 }
 
-// The geometry in conv_dnnl.hpp's terms (Geo keeps the spatial axes right-aligned in its arrays).
+// The geometry in onednn.hpp's terms (Geo keeps the spatial axes right-aligned in its arrays).
 ConvDims conv_dims(int64_t N, int64_t C, int64_t M, int64_t G, const Geo& g) {
     ConvDims c;
     c.r = g.r;
@@ -723,9 +734,8 @@ void conv_run(OpContext& ctx) {
     Tensor& Y = ctx.alloc_output(0, X.dtype, out_shape(N, M, g));
     if (X.dtype == DType::f32) {
         const float* bias = B ? B->data<float>() : nullptr;
-        conv_f32(conv_dims(N, C, M, G, g), act, X.data<float>(), W, bias, Y.data<float>(), ctx.threads, [&] {
+        if (!dnnl_conv_f32(conv_dims(N, C, M, G, g), act, X.data<float>(), W, bias, Y.data<float>(), ctx.threads))
             conv_kernel<float>(X.data<float>(), W.data<float>(), bias, Y.data<float>(), N, C, M, G, g, act, ctx.threads, n);
-        });
     } else
         conv_kernel<double>(X.data<double>(), W.data<double>(), B ? B->data<double>() : nullptr, Y.data<double>(), N, C, M,
                             G, g, act, ctx.threads, n);

@@ -1,21 +1,22 @@
-// conv_dnnl.cpp: float32 convolution through oneDNN's C API, and the choice between it and the
-// operator's own path (conv_dnnl.hpp).
+// onednn.cpp: float32 convolution and sgemm through oneDNN's C API (onednn.hpp).
 //
-// oneDNN runs a convolution fastest on its blocked layouts (nChw16c on AVX-512), while the
-// runtime's tensors are plain NCHW: each call reorders the input in and the output back (cheap
-// against the convolution), and the weights once per weight tensor (cached while the tensor
-// lives). Bias and the fused activation run inside the convolution as oneDNN post-ops.
+// oneDNN runs a convolution fastest on its own layouts (NHWC or nChw16c, its choice), while the
+// runtime's tensors are plain NCHW: each call reorders the input in and the output back (which
+// only thick layers repay: kDnnlMinFlopsPerByteMoved), and the weights once per weight tensor
+// (cached while the tensor lives). Bias and the fused activation run inside the convolution as
+// oneDNN post-ops.
 //
 // Primitives are cached by geometry, activation and thread count (creating one JIT-compiles its
 // kernel). Scratch memory is passed by the caller ("user" scratchpad mode) from per-thread
 // buffers, so concurrent runs of one primitive from several threads never share it.
-#include "conv_dnnl.hpp"
+#include "onednn.hpp"
 
 #include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
+#include <bit>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -36,7 +37,7 @@ namespace {
 std::atomic<bool> g_dnnl_on{true};
 }  // namespace
 
-void set_dnnl_conv(bool on) { g_dnnl_on.store(on); }
+void set_dnnl(bool on) { g_dnnl_on.store(on); }
 
 #if CPN_HAVE_DNNL
 namespace {
@@ -50,7 +51,7 @@ namespace {
     X(dnnl_primitive_attr_set_post_ops) X(dnnl_primitive_attr_set_scratchpad_mode) X(dnnl_primitive_attr_destroy) \
     X(dnnl_primitive_desc_create) X(dnnl_primitive_desc_query_md) X(dnnl_primitive_desc_destroy)                 \
     X(dnnl_reorder_primitive_desc_create) X(dnnl_primitive_create) X(dnnl_primitive_execute)                     \
-    X(dnnl_primitive_destroy) X(dnnl_version)
+    X(dnnl_primitive_destroy) X(dnnl_version) X(dnnl_sgemm)
 
 struct Lib {
 #define CPN_DNNL_MEMBER(f) decltype(&::f) f = nullptr;
@@ -161,6 +162,7 @@ struct Conv {
     Prim conv, src_in, dst_out, w_in;
     dnnl_memory_desc_t user_src{}, user_w{}, user_dst{}, bias{}, src{}, w{}, dst{};
     size_t src_bytes = 0, dst_bytes = 0, w_bytes = 0;
+    double flops_per_byte_moved = 0;  // of the whole call: the convolution over its reorders
     std::mutex mu;  // guards `weights`
     std::vector<Weights> weights;
 
@@ -179,7 +181,7 @@ std::string conv_key(const ConvDims& c, const Act& act, bool has_bias, int threa
     for (int64_t v : {int64_t{c.r}, c.N, c.C, c.M, c.G, int64_t{act.k}, int64_t{has_bias}, int64_t{threads}}) add(v);
     for (int i = 0; i < c.r; ++i)
         for (int64_t v : {c.in[i], c.out[i], c.k[i], c.s[i], c.d[i], c.pb[i], c.pe[i]}) add(v);
-    k += std::to_string(act.a) + "," + std::to_string(act.b);
+    k += std::to_string(std::bit_cast<uint32_t>(act.a)) + "," + std::to_string(std::bit_cast<uint32_t>(act.b));
     return k;
 }
 
@@ -268,13 +270,20 @@ std::shared_ptr<Conv> build_conv(const ConvDims& c, const Act& act, bool has_bia
     conv->src_bytes = L.dnnl_memory_desc_get_size(&conv->src);
     conv->dst_bytes = L.dnnl_memory_desc_get_size(&conv->dst);
     conv->w_bytes = L.dnnl_memory_desc_get_size(&conv->w);
+    // The arithmetic per byte the layout reorders move (each moved element is read and written).
+    double flops = 2.0 * static_cast<double>(c.N * c.M * (c.C / c.G));
+    for (int i = 0; i < c.r; ++i) flops *= static_cast<double>(c.out[i] * c.k[i]);
+    double moved = 0;
+    if (conv->src_in.p != nullptr) moved += 2.0 * static_cast<double>(L.dnnl_memory_desc_get_size(&conv->user_src));
+    if (conv->dst_out.p != nullptr) moved += 2.0 * static_cast<double>(L.dnnl_memory_desc_get_size(&conv->user_dst));
+    conv->flops_per_byte_moved = moved > 0 ? flops / moved : HUGE_VAL;
     return conv;
 }
 
 // The cached primitives of a convolution (null: oneDNN refused it, also cached). Bounded: a
 // process that sees very many geometries starts the cache over (users hold their own
 // references, so nothing in use is destroyed).
-std::shared_ptr<Conv> find_conv(const ConvDims& c, const Act& act, bool has_bias, int threads, bool& built) {
+std::shared_ptr<Conv> find_conv(const ConvDims& c, const Act& act, bool has_bias, int threads) {
     static std::mutex mu;
     static std::map<std::string, std::shared_ptr<Conv>> cache;
     const std::string key = conv_key(c, act, has_bias, threads);
@@ -283,7 +292,6 @@ std::shared_ptr<Conv> find_conv(const ConvDims& c, const Act& act, bool has_bias
     if (cache.size() >= 1024) cache.clear();
     auto conv = build_conv(c, act, has_bias);
     cache.emplace(key, conv);
-    built = true;
     return conv;
 }
 
@@ -361,8 +369,8 @@ bool execute(const Prim& p, dnnl_stream_t s, std::initializer_list<std::pair<int
 }
 
 // The weights in the convolution's layout: W itself when that is the layout, else the cached
-// copy for W's memory (made now if there is none: `made` says so).
-const void* conv_weights(Conv& cv, const Tensor& W, dnnl_stream_t s, ThreadBuffers& bufs, bool& made) {
+// copy for W's memory (made now if there is none).
+const void* conv_weights(Conv& cv, const Tensor& W, dnnl_stream_t s, ThreadBuffers& bufs) {
     if (cv.w_in.p == nullptr) return W.raw();
     std::lock_guard<std::mutex> lk(cv.mu);
     std::erase_if(cv.weights, [](const Weights& w) { return w.owner.expired(); });
@@ -372,24 +380,29 @@ const void* conv_weights(Conv& cv, const Tensor& W, dnnl_stream_t s, ThreadBuffe
     if (!execute(cv.w_in, s, {{DNNL_ARG_FROM, {&cv.user_w, W.raw()}}, {DNNL_ARG_TO, {&cv.w, copy.get()}}}, bufs))
         return nullptr;
     cv.weights.push_back({W.mem, W.raw(), copy});
-    made = true;
     return copy.get();
 }
 
-// dnnl_conv_f32; `prepared` is set when this call built the primitive or reordered the weights
-// (its time is not the convolution's).
-bool run_dnnl(const ConvDims& c, const Act& act, const float* x, const Tensor& W, const float* bias, float* y, int threads,
-              bool& prepared) {
+// Sets the calling thread's OpenMP team size for the next oneDNN call.
+void use_threads(int threads) {
+    if (lib().omp_set_num_threads != nullptr) lib().omp_set_num_threads(std::max(1, threads));
+}
+
+}  // namespace
+
+bool dnnl_conv_f32(const ConvDims& c, const Act& act, const float* x, const Tensor& W, const float* bias, float* y,
+                   int threads, double min_flops_per_byte_moved) {
+    if (!g_dnnl_on.load()) return false;
     const Lib& L = lib();
     if (!L.ok || c.r < 1 || c.r > 3) return false;
     threads = std::max(1, threads);
-    if (L.omp_set_num_threads != nullptr) L.omp_set_num_threads(threads);
-    auto cv = find_conv(c, act, bias != nullptr, threads, prepared);
-    if (cv == nullptr) return false;
+    use_threads(threads);
+    auto cv = find_conv(c, act, bias != nullptr, threads);
+    if (cv == nullptr || cv->flops_per_byte_moved < min_flops_per_byte_moved) return false;
     dnnl_stream_t s = thread_stream();
     if (s == nullptr) return false;
     thread_local ThreadBuffers bufs;
-    const void* w = conv_weights(*cv, W, s, bufs, prepared);
+    const void* w = conv_weights(*cv, W, s, bufs);
     if (w == nullptr) return false;
     const void* src = x;
     if (cv->src_in.p != nullptr) {
@@ -412,74 +425,23 @@ bool run_dnnl(const ConvDims& c, const Act& act, const float* x, const Tensor& W
     return ok;
 }
 
-// Per geometry: which path runs (-1 still measuring, 0 the caller's, 1 oneDNN), the calls
-// measured so far and each path's best time.
-struct Choice {
-    int path = -1;
-    int samples[2] = {0, 0};
-    double best[2] = {0, 0};
-};
-constexpr int kSamples = 2;  // timed calls per path before choosing
-
-}  // namespace
-
-bool dnnl_conv_f32(const ConvDims& c, const Act& act, const float* x, const Tensor& W, const float* bias, float* y,
-                   int threads) {
-    bool prepared = false;
-    return g_dnnl_on.load() && run_dnnl(c, act, x, W, bias, y, threads, prepared);
-}
-
-void conv_f32(const ConvDims& c, const Act& act, const float* x, const Tensor& W, const float* bias, float* y, int threads,
-              const std::function<void()>& own) {
-    if (!g_dnnl_on.load() || !lib().ok) return own();
-    static std::mutex mu;
-    static std::map<std::string, Choice> choices;
-    const std::string key = conv_key(c, act, bias != nullptr, std::max(1, threads));
-    int path;
-    int trial;  // the path to time now
-    {
-        std::lock_guard<std::mutex> lk(mu);
-        if (choices.size() >= 4096 && choices.count(key) == 0) choices.clear();
-        const Choice& ch = choices[key];
-        path = ch.path;
-        trial = ch.samples[1] <= ch.samples[0] ? 1 : 0;  // alternate, oneDNN first
-    }
-    bool prepared = false;
-    if (path == 0) return own();
-    if (path == 1) {
-        if (!run_dnnl(c, act, x, W, bias, y, threads, prepared)) own();
-        return;
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    if (trial == 1) {
-        if (!run_dnnl(c, act, x, W, bias, y, threads, prepared)) {
-            own();  // oneDNN refuses this geometry: the caller's path from now on
-            std::lock_guard<std::mutex> lk(mu);
-            choices[key].path = 0;
-            return;
-        }
-    } else {
-        own();
-    }
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::lock_guard<std::mutex> lk(mu);
-    Choice& ch = choices[key];
-    if (prepared || ch.path >= 0) return;  // set-up time is not the convolution's
-    // The first call of each path warms it up (OpenBLAS's threads, first-touch buffers): sample 0
-    // is not timed.
-    if (ch.samples[trial] > 0 && (ch.samples[trial] == 1 || dt < ch.best[trial])) ch.best[trial] = dt;
-    ++ch.samples[trial];
-    if (ch.samples[0] > kSamples && ch.samples[1] > kSamples) ch.path = ch.best[1] <= ch.best[0] ? 1 : 0;
+bool dnnl_sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc, int threads) {
+    if (!g_dnnl_on.load() || !lib().ok) return false;
+    use_threads(threads);
+    return lib().dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success;
 }
 
 std::string dnnl_status() { return lib().status; }
 
 #else  // built without oneDNN's header
 
-bool dnnl_conv_f32(const ConvDims&, const Act&, const float*, const Tensor&, const float*, float*, int) { return false; }
-void conv_f32(const ConvDims&, const Act&, const float*, const Tensor&, const float*, float*, int,
-              const std::function<void()>& own) {
-    own();
+bool dnnl_conv_f32(const ConvDims&, const Act&, const float*, const Tensor&, const float*, float*, int, double) {
+    return false;
+}
+bool dnnl_sgemm_f32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+                    float*, int64_t, int) {
+    return false;
 }
 std::string dnnl_status() { return "built without oneDNN (libdnnl-dev was not installed)"; }
 

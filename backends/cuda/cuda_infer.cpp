@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -25,6 +26,7 @@
 #include "cuda_exec.hpp"
 #include "cuda_log.hpp"
 #include "embedded_fatbin.hpp"
+#include "device_shapes.hpp"
 #include "executor.hpp"
 #include "kernels/infer_args.h"
 #include "onnx_import.hpp"
@@ -571,61 +573,13 @@ void Run::sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
 
 /* 2-D convolution / pooling geometry (1-D as H = 1), following make_geo of the CPU operators. */
 bool Run::geo(const inf::Shape& xs, std::vector<int64_t> kernel, bool ceil_mode, bool use_dil, cpn_geo* g) const {
-    const inf::Node& n = *node;
-    const size_t r = xs.size() - 2;
-    if (r != 1 && r != 2) return false;
-    need(kernel.size() == r, "kernel_shape does not match the input's spatial rank (input " + inf::shape_str(xs) + ")");
-    auto sized = [&](const char* name, size_t count, int64_t dflt, int64_t min) {
-        std::vector<int64_t> v = n.attrs.get_ints(name);
-        if (v.empty()) v.assign(count, dflt);
-        need(v.size() == count, std::string("attribute '") + name + "' has " + std::to_string(v.size()) + " values, expected " +
-                                    std::to_string(count));
-        for (int64_t x : v) need(x >= min, std::string("attribute '") + name + "' has a value below " + std::to_string(min));
-        return v;
-    };
-    const auto strides = sized("strides", r, 1, 1);
-    const auto dil = use_dil ? sized("dilations", r, 1, 1) : std::vector<int64_t>(r, 1);
-    const auto pads = sized("pads", 2 * r, 0, 0);
-    std::string ap = n.attrs.get_string("auto_pad", "NOTSET");
-    if (ap.empty()) ap = "NOTSET";
-    int64_t in[2] = {1, 1}, out[2] = {1, 1}, k[2] = {1, 1}, s[2] = {1, 1}, dl[2] = {1, 1}, pb[2] = {0, 0}, pe[2] = {0, 0};
-    const size_t off = 2 - r;
-    for (size_t i = 0; i < r; ++i) {
-        const int64_t x = xs[2 + i], kk = kernel[i], ss = strides[i], dd = dil[i];
-        need(kk >= 1, "kernel_shape must be positive");
-        need(kk < (int64_t{1} << 24) && dd < (int64_t{1} << 24) && ss < (int64_t{1} << 30), "kernel geometry too large");
-        const int64_t ek = (kk - 1) * dd + 1;
-        int64_t o = 0, b = pads[i], e = pads[i + r];
-        need(b < (int64_t{1} << 30) && e < (int64_t{1} << 30), "pads too large");
-        if (ap == "NOTSET") {
-            const int64_t num = x + b + e - ek;
-            need(num >= 0, "input " + inf::shape_str(xs) + " is smaller than the kernel extent " + std::to_string(ek));
-            o = (ceil_mode ? (num + ss - 1) / ss : num / ss) + 1;
-        } else if (ap == "VALID") {
-            b = e = 0;
-            const int64_t num = x - ek;
-            need(num >= 0, "input " + inf::shape_str(xs) + " is smaller than the kernel extent " + std::to_string(ek));
-            o = num / ss + 1;
-        } else if (ap == "SAME_UPPER" || ap == "SAME_LOWER") {
-            o = (x + ss - 1) / ss;
-            const int64_t total = std::max<int64_t>(0, (o - 1) * ss + ek - x);
-            if (ap == "SAME_UPPER") {
-                b = total / 2;
-                e = total - b;
-            } else {
-                e = total / 2;
-                b = total - e;
-            }
-        } else {
-            return false;
-        }
-        in[off + i] = x, out[off + i] = o, k[off + i] = kk, s[off + i] = ss, dl[off + i] = dd, pb[off + i] = b, pe[off + i] = e;
-    }
-    fits_int({xs[0], xs[1], in[0], in[1], out[0], out[1], in[0] * in[1]});
+    const std::optional<inf::Geo2d> s = inf::geo_2d(*node, xs, kernel, ceil_mode, use_dil);
+    if (!s) return false;
+    fits_int({s->N, s->C, s->H, s->W, s->OH, s->OW, s->H * s->W});
     *g = cpn_geo{};
-    g->N = i32(xs[0]), g->C = i32(xs[1]), g->H = i32(in[0]), g->W = i32(in[1]), g->OH = i32(out[0]), g->OW = i32(out[1]);
-    g->KH = i32(k[0]), g->KW = i32(k[1]), g->sh = i32(s[0]), g->sw = i32(s[1]), g->dh = i32(dl[0]), g->dw = i32(dl[1]);
-    g->phb = i32(pb[0]), g->pwb = i32(pb[1]), g->phe = i32(pe[0]), g->pwe = i32(pe[1]);
+    g->N = i32(s->N), g->C = i32(s->C), g->H = i32(s->H), g->W = i32(s->W), g->OH = i32(s->OH), g->OW = i32(s->OW);
+    g->KH = i32(s->KH), g->KW = i32(s->KW), g->sh = i32(s->sh), g->sw = i32(s->sw), g->dh = i32(s->dh), g->dw = i32(s->dw);
+    g->phb = i32(s->phb), g->pwb = i32(s->pwb), g->phe = i32(s->phe), g->pwe = i32(s->pwe);
     g->M = 1, g->G = 1;
     return true;
 }
@@ -960,107 +914,31 @@ bool Run::softmax() {
 }
 
 bool Run::views() {
-    const inf::Node& n = *node;
-    const std::string& op = n.op_type;
     const Val& X = in(0);
     if (!X.is_float()) return false;
-    const int64_t r = static_cast<int64_t>(X.shape.size());
-    inf::Shape s;
-    if (op == "Identity") {
-        s = X.shape;
-    } else if (op == "Dropout") {
-        if (wants(1) || has_in(1) || has_in(2)) return false;  // a mask or training flags: the CPU operator
-        s = X.shape;
-    } else if (op == "Flatten") {
-        int64_t axis = n.attrs.get_int("axis", 1);
-        if (axis < 0) axis += r;
-        need(axis >= 0 && axis <= r, "axis " + std::to_string(n.attrs.get_int("axis", 1)) + " is out of range for rank " + std::to_string(r));
-        s = {prod(X.shape, 0, static_cast<size_t>(axis)), prod(X.shape, static_cast<size_t>(axis), X.shape.size())};
-    } else if (op == "Reshape") {
-        std::vector<int64_t> want = n.opset < 5 ? n.attrs.get_ints("shape") : ints_input(1);
-        const bool allowzero = n.attrs.get_int("allowzero", 0) != 0;
-        int64_t known = 1, neg = -1;
-        s.resize(want.size());
-        for (size_t i = 0; i < want.size(); ++i) {
-            int64_t v = want[i];
-            if (v == 0 && !allowzero) {
-                need(static_cast<int64_t>(i) < r, "shape " + inf::shape_str(want) + " copies a dimension the input lacks");
-                v = X.shape[i];
-            }
-            if (v == -1) {
-                need(neg < 0, "shape " + inf::shape_str(want) + " has more than one -1");
-                neg = static_cast<int64_t>(i);
-                continue;
-            }
-            need(v >= 0, "shape " + inf::shape_str(want) + " has a negative dimension");
-            s[i] = v;
-            known = v == 0 ? 0 : known * v;
-            need(known <= X.numel() || X.numel() == 0, "shape " + inf::shape_str(want) + " does not fit " + inf::shape_str(X.shape));
-        }
-        if (neg >= 0) {
-            need(known != 0 && X.numel() % known == 0,
-                 "shape " + inf::shape_str(want) + " cannot hold the elements of " + inf::shape_str(X.shape));
-            s[static_cast<size_t>(neg)] = X.numel() / known;
-        }
-    } else if (op == "Squeeze" || op == "Unsqueeze") {
-        std::vector<int64_t> axes = n.opset < 13 ? n.attrs.get_ints("axes") : (has_in(1) ? ints_input(1) : std::vector<int64_t>{});
-        if (op == "Squeeze") {
-            std::set<int64_t> drop;
-            for (int64_t a : axes) {
-                const int64_t ax = inf::normalize_axis(a, r, n);
-                need(X.shape[static_cast<size_t>(ax)] == 1, "axis " + std::to_string(a) + " of " + inf::shape_str(X.shape) + " is not 1");
-                drop.insert(ax);
-            }
-            for (int64_t i = 0; i < r; ++i)
-                if (axes.empty() ? X.shape[static_cast<size_t>(i)] != 1 : !drop.count(i)) s.push_back(X.shape[static_cast<size_t>(i)]);
-        } else {
-            const int64_t outr = r + static_cast<int64_t>(axes.size());
-            std::set<int64_t> add;
-            for (int64_t a : axes) {
-                const int64_t ax = inf::normalize_axis(a, outr, n);
-                need(add.insert(ax).second, "axes " + inf::shape_str(axes) + " repeat an axis");
-            }
-            size_t k = 0;
-            for (int64_t i = 0; i < outr; ++i) s.push_back(add.count(i) ? 1 : X.shape[k++]);
-        }
-    } else {
-        return false;
-    }
-    view(0, 0, s);
+    const std::optional<inf::Shape> s = inf::view_shape(
+        *node, X.shape, {[&](size_t i) { return has_in(i); }, [&](size_t i) { return ints_input(i); }, wants(1)});
+    if (!s) return false;
+    view(0, 0, *s);
     return true;
 }
 
 bool Run::concat() {
     const inf::Node& n = *node;
     if (!all_float_inputs()) return false;
-    std::vector<size_t> ins;
+    std::vector<std::pair<size_t, inf::Shape>> shapes;
     for (size_t i = 0; i < n.inputs.size(); ++i)
-        if (has_in(i)) ins.push_back(i);
-    need(!ins.empty(), "Concat needs at least one input");
-    const inf::Shape first = in(ins[0]).shape;
-    const int64_t r = static_cast<int64_t>(first.size());
-    need(r >= 1, "Concat of scalars");
-    const int64_t axis = inf::normalize_axis(n.attrs.req_int("axis"), r, n);
-    inf::Shape ys = first;
-    ys[static_cast<size_t>(axis)] = 0;
-    for (size_t i : ins) {
-        const inf::Shape& s = in(i).shape;
-        need(static_cast<int64_t>(s.size()) == r, "input " + std::to_string(i) + " " + inf::shape_str(s) + " differs in rank from " +
-                                                      inf::shape_str(first));
-        for (int64_t k = 0; k < r; ++k)
-            if (k != axis)
-                need(s[static_cast<size_t>(k)] == first[static_cast<size_t>(k)],
-                     "input " + std::to_string(i) + " " + inf::shape_str(s) + " does not match " + inf::shape_str(first));
-        ys[static_cast<size_t>(axis)] += s[static_cast<size_t>(axis)];
-    }
+        if (has_in(i)) shapes.emplace_back(i, in(i).shape);
+    int64_t axis = 0;
+    const inf::Shape ys = inf::concat_shape(n, shapes, axis);
     Val& Y = out(0, ys);
     if (Y.numel() == 0) return true;
     // Each input is `outer` rows of `row` elements, placed at `off` within the output's rows.
     const int64_t outer = prod(ys, 0, static_cast<size_t>(axis)), inner = prod(ys, static_cast<size_t>(axis) + 1, ys.size());
     const int64_t dst_row = ys[static_cast<size_t>(axis)] * inner;
     int64_t off = 0;
-    for (size_t i : ins) {
-        const int64_t row = in(i).shape[static_cast<size_t>(axis)] * inner;
+    for (const auto& [i, shape] : shapes) {
+        const int64_t row = shape[static_cast<size_t>(axis)] * inner;
         if (row > 0) launch(outer * row, cpn_copy_rows_args{in_dev(i), Y.ptr(), outer * row, row, dst_row, off});
         off += row;
     }
@@ -1405,28 +1283,13 @@ cpn_status run_impl(cpn_prepared* pp, const cpn_tensor* inputs, uint32_t input_c
 /* The ABI wrappers: nothing thrown crosses into the host. */
 cpn_status prepare(cpn_device_handle* device, const void* model, uint64_t size, const char* options_json, cpn_prepared** out,
                    cpn_msg* err) {
-    try {
-        return prepare_impl(device, model, size, options_json, out, err);
-    } catch (const std::bad_alloc&) {
-        return fail(err, CPN_E_OUT_OF_MEMORY, "cuda infer prepare: out of host memory");
-    } catch (const std::exception& e) {
-        return fail(err, CPN_E_INTERNAL, "cuda infer prepare: internal error: %s", e.what());
-    } catch (...) {
-        return fail(err, CPN_E_INTERNAL, "cuda infer prepare: internal error");
-    }
+    return inf::guarded(err, "cuda infer prepare", [&] { return prepare_impl(device, model, size, options_json, out, err); });
 }
 
 cpn_status run(cpn_prepared* pp, const cpn_tensor* inputs, uint32_t input_count, cpn_tensor_alloc_fn alloc, void* user,
                const cpn_run_control* ctl, char* result_json, uint64_t result_cap, cpn_msg* err) {
-    try {
-        return run_impl(pp, inputs, input_count, alloc, user, ctl, result_json, result_cap, err);
-    } catch (const std::bad_alloc&) {
-        return fail(err, CPN_E_OUT_OF_MEMORY, "cuda infer run: out of host memory");
-    } catch (const std::exception& e) {
-        return fail(err, CPN_E_INTERNAL, "cuda infer run: internal error: %s", e.what());
-    } catch (...) {
-        return fail(err, CPN_E_INTERNAL, "cuda infer run: internal error");
-    }
+    return inf::guarded(err, "cuda infer run",
+                        [&] { return run_impl(pp, inputs, input_count, alloc, user, ctl, result_json, result_cap, err); });
 }
 
 void release(cpn_prepared* pp) {

@@ -290,6 +290,13 @@ std::shared_ptr<Conv> find_conv(const ConvDims& c, const Act& act, bool has_bias
     std::lock_guard<std::mutex> lk(mu);
     if (auto it = cache.find(key); it != cache.end()) return it->second;
     if (cache.size() >= 1024) cache.clear();
+    // A new geometry usually means a new model: drop the weight copies of models gone since
+    // (each convolution also drops its own when it next runs).
+    for (auto& [k, cv] : cache) {
+        if (cv == nullptr) continue;
+        std::lock_guard<std::mutex> wl(cv->mu);
+        std::erase_if(cv->weights, [](const Weights& w) { return w.owner.expired(); });
+    }
     auto conv = build_conv(c, act, has_bias);
     cache.emplace(key, conv);
     return conv;

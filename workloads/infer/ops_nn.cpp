@@ -1,5 +1,6 @@
 // ops_nn.cpp: the neural-network operators: Conv, ConvTranspose, Gemm, MatMul, the pooling
-// family, the normalisations, Softmax / LogSoftmax / Hardmax and LRN. The heavy ones go through
+// family, the normalisations, Softmax / LogSoftmax / Hardmax and LRN. The heavy float32 ones go
+// through oneDNN where it is installed (onednn.hpp: thick convolutions, every sgemm), else
 // OpenBLAS (im2col + sgemm for Conv, sgemm + col2im for ConvTranspose); float16 / bfloat16 run
 // through the float32 kernels (converted in and out), float64 through the same templates.
 #include <cblas.h>

@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -162,7 +161,6 @@ struct Conv {
     Prim conv, src_in, dst_out, w_in;
     dnnl_memory_desc_t user_src{}, user_w{}, user_dst{}, bias{}, src{}, w{}, dst{};
     size_t src_bytes = 0, dst_bytes = 0, w_bytes = 0;
-    double flops_per_byte_moved = 0;  // of the whole call: the convolution over its reorders
     std::mutex mu;  // guards `weights`
     std::vector<Weights> weights;
 
@@ -270,13 +268,6 @@ std::shared_ptr<Conv> build_conv(const ConvDims& c, const Act& act, bool has_bia
     conv->src_bytes = L.dnnl_memory_desc_get_size(&conv->src);
     conv->dst_bytes = L.dnnl_memory_desc_get_size(&conv->dst);
     conv->w_bytes = L.dnnl_memory_desc_get_size(&conv->w);
-    // The arithmetic per byte the layout reorders move (each moved element is read and written).
-    double flops = 2.0 * static_cast<double>(c.N * c.M * (c.C / c.G));
-    for (int i = 0; i < c.r; ++i) flops *= static_cast<double>(c.out[i] * c.k[i]);
-    double moved = 0;
-    if (conv->src_in.p != nullptr) moved += 2.0 * static_cast<double>(L.dnnl_memory_desc_get_size(&conv->user_src));
-    if (conv->dst_out.p != nullptr) moved += 2.0 * static_cast<double>(L.dnnl_memory_desc_get_size(&conv->user_dst));
-    conv->flops_per_byte_moved = moved > 0 ? flops / moved : HUGE_VAL;
     return conv;
 }
 
@@ -390,6 +381,21 @@ const void* conv_weights(Conv& cv, const Tensor& W, dnnl_stream_t s, ThreadBuffe
     return copy.get();
 }
 
+// The convolution's arithmetic per byte its layout reorders would move: the input and the
+// output, each read and written once. Known before any primitive exists, so a thin layer
+// costs no kernel compilation.
+double flops_per_byte_moved(const ConvDims& c) {
+    double flops = 2.0 * static_cast<double>(c.N * c.M * (c.C / c.G));
+    double in = static_cast<double>(c.N * c.C), out = static_cast<double>(c.N * c.M);
+    for (int i = 0; i < c.r; ++i) {
+        flops *= static_cast<double>(c.out[i] * c.k[i]);
+        in *= static_cast<double>(c.in[i]);
+        out *= static_cast<double>(c.out[i]);
+    }
+    const double moved = 2.0 * sizeof(float) * (in + out);
+    return moved > 0 ? flops / moved : 0;
+}
+
 // Sets the calling thread's OpenMP team size for the next oneDNN call.
 void use_threads(int threads) {
     if (lib().omp_set_num_threads != nullptr) lib().omp_set_num_threads(std::max(1, threads));
@@ -402,10 +408,11 @@ bool dnnl_conv_f32(const ConvDims& c, const Act& act, const float* x, const Tens
     if (!g_dnnl_on.load()) return false;
     const Lib& L = lib();
     if (!L.ok || c.r < 1 || c.r > 3) return false;
+    if (min_flops_per_byte_moved > 0 && flops_per_byte_moved(c) < min_flops_per_byte_moved) return false;
     threads = std::max(1, threads);
     use_threads(threads);
     auto cv = find_conv(c, act, bias != nullptr, threads);
-    if (cv == nullptr || cv->flops_per_byte_moved < min_flops_per_byte_moved) return false;
+    if (cv == nullptr) return false;
     dnnl_stream_t s = thread_stream();
     if (s == nullptr) return false;
     thread_local ThreadBuffers bufs;

@@ -29,7 +29,7 @@ struct ConvDims {
     int64_t pb[3] = {0, 0, 0}, pe[3] = {0, 0, 0};
 };
 
-// oneDNN's convolutions run on its blocked layouts: each call reorders the NCHW input in and the
+// oneDNN's convolutions run on its own layouts: each call reorders the NCHW input in and the
 // output back, reading and writing every element. A thin layer (1x1 and depthwise convolutions,
 // few channels) does too little arithmetic per byte moved for oneDNN's faster kernel to repay
 // that, and runs the operator's own path (im2col or a direct GEMM on oneDNN's sgemm, or the

@@ -8,6 +8,8 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <string>
 
 namespace cpn::plugin {
@@ -30,6 +32,22 @@ __attribute__((format(printf, 3, 4))) inline cpn_status fail(cpn_msg* err, cpn_s
         va_end(ap);
     }
     return code;
+}
+
+/* Runs `f` (which returns a cpn_status) at an ABI entry point, so that nothing thrown crosses
+ * into the host: host memory exhaustion becomes CPN_E_OUT_OF_MEMORY, anything else (a bug here)
+ * CPN_E_INTERNAL with the exception's text; each message starts with `what` ("cuda probe"). */
+template <typename F>
+cpn_status guarded(cpn_msg* err, const char* what, F&& f) noexcept {
+    try {
+        return f();
+    } catch (const std::bad_alloc&) {
+        return fail(err, CPN_E_OUT_OF_MEMORY, "%s: out of host memory", what);
+    } catch (const std::exception& e) {
+        return fail(err, CPN_E_INTERNAL, "%s: internal error: %s", what, e.what());
+    } catch (...) {
+        return fail(err, CPN_E_INTERNAL, "%s: internal error (unknown exception)", what);
+    }
 }
 
 /* The buffer named `name` in a host-given list (NULL entries and names tolerated), or NULL. */

@@ -25,25 +25,11 @@ namespace {
 using plugin::copy_str;
 using plugin::fail;
 
-/* Runs `body`, turning any escaping exception into a status and a message. */
-template <typename Body>
-cpn_status guarded(const char* fn, cpn_msg* err, Body&& body) noexcept {
-    try {
-        return body();
-    } catch (const std::bad_alloc&) {
-        return fail(err, CPN_E_OUT_OF_MEMORY, "cuda %s: out of host memory", fn);
-    } catch (const std::exception& e) {
-        return fail(err, CPN_E_INTERNAL, "cuda %s: %s", fn, e.what());
-    } catch (...) {
-        return fail(err, CPN_E_INTERNAL, "cuda %s: unknown exception", fn);
-    }
-}
-
 /* Says whether the CUDA driver is usable here. A missing driver or the absence of any device
  * is usable=0 with CPN_OK (the backend is skipped, the reason shown); so is a driver that
  * fails, whose reason carries the CUDA error's name and text. */
 cpn_status probe(cpn_probe_info* out, cpn_msg* err) {
-    return guarded("probe", err, [&]() -> cpn_status {
+    return plugin::guarded(err, "cuda probe", [&]() -> cpn_status {
         if (out == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "probe: out is NULL");
         if (out->struct_size < sizeof(cpn_probe_info)) {
             return fail(err, CPN_E_INVALID_ARGUMENT,
@@ -67,34 +53,34 @@ cpn_status probe(cpn_probe_info* out, cpn_msg* err) {
 }
 
 cpn_status t_device_count(uint32_t* count, cpn_msg* err) {
-    return guarded("device_count", err, [&] { return device_count(count, err); });
+    return plugin::guarded(err, "cuda device_count", [&] { return device_count(count, err); });
 }
 cpn_status t_device_info(uint32_t index, cpn_device_desc* out, cpn_msg* err) {
-    return guarded("device_info", err, [&] { return device_info(index, out, err); });
+    return plugin::guarded(err, "cuda device_info", [&] { return device_info(index, out, err); });
 }
 cpn_status t_device_open(uint32_t index, cpn_device_handle** out, cpn_msg* err) {
-    return guarded("device_open", err, [&] { return device_open(index, out, err); });
+    return plugin::guarded(err, "cuda device_open", [&] { return device_open(index, out, err); });
 }
 void t_device_close(cpn_device_handle* device) {
-    guarded("device_close", nullptr, [&] {
+    plugin::guarded(nullptr, "cuda device_close", [&] {
         device_close(device);
         return CPN_OK;
     });
 }
 cpn_status t_query(cpn_device_handle* device, const cpn_workload* workload, cpn_query_result* out,
                    cpn_msg* err) {
-    return guarded("query", err, [&] { return query(device, workload, out, err); });
+    return plugin::guarded(err, "cuda query", [&] { return query(device, workload, out, err); });
 }
 cpn_status t_prepare(cpn_device_handle* device, const cpn_workload* workload, cpn_prepared** out,
                      cpn_msg* err) {
-    return guarded("prepare", err, [&] { return prepare(device, workload, out, err); });
+    return plugin::guarded(err, "cuda prepare", [&] { return prepare(device, workload, out, err); });
 }
 cpn_status t_run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* control,
                  cpn_msg* err) {
-    return guarded("run", err, [&] { return run(prepared, io, control, err); });
+    return plugin::guarded(err, "cuda run", [&] { return run(prepared, io, control, err); });
 }
 void t_release(cpn_prepared* prepared) {
-    guarded("release", nullptr, [&] {
+    plugin::guarded(nullptr, "cuda release", [&] {
         release(prepared);
         return CPN_OK;
     });

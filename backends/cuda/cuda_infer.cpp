@@ -1283,12 +1283,12 @@ cpn_status run_impl(cpn_prepared* pp, const cpn_tensor* inputs, uint32_t input_c
 /* The ABI wrappers: nothing thrown crosses into the host. */
 cpn_status prepare(cpn_device_handle* device, const void* model, uint64_t size, const char* options_json, cpn_prepared** out,
                    cpn_msg* err) {
-    return inf::guarded(err, "cuda infer prepare", [&] { return prepare_impl(device, model, size, options_json, out, err); });
+    return plugin::guarded(err, "cuda infer prepare", [&] { return prepare_impl(device, model, size, options_json, out, err); });
 }
 
 cpn_status run(cpn_prepared* pp, const cpn_tensor* inputs, uint32_t input_count, cpn_tensor_alloc_fn alloc, void* user,
                const cpn_run_control* ctl, char* result_json, uint64_t result_cap, cpn_msg* err) {
-    return inf::guarded(err, "cuda infer run",
+    return plugin::guarded(err, "cuda infer run",
                         [&] { return run_impl(pp, inputs, input_count, alloc, user, ctl, result_json, result_cap, err); });
 }
 

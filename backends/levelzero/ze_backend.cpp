@@ -24,25 +24,11 @@ namespace {
 using plugin::copy_str;
 using plugin::fail;
 
-/* Runs `body`, turning any escaping exception into a status and a message. */
-template <typename Body>
-cpn_status guarded(const char* fn, cpn_msg* err, Body&& body) noexcept {
-    try {
-        return body();
-    } catch (const std::bad_alloc&) {
-        return fail(err, CPN_E_OUT_OF_MEMORY, "levelzero %s: out of host memory", fn);
-    } catch (const std::exception& e) {
-        return fail(err, CPN_E_INTERNAL, "levelzero %s: %s", fn, e.what());
-    } catch (...) {
-        return fail(err, CPN_E_INTERNAL, "levelzero %s: unknown exception", fn);
-    }
-}
-
 /* Says whether a Level Zero driver is usable here: zeInit(0) for all device types, then at
  * least one device on some driver. Not usable is CPN_OK with usable=0 and the reason, naming
  * the ze_result_t code verbatim. */
 cpn_status probe(cpn_probe_info* out, cpn_msg* err) {
-    return guarded("probe", err, [&]() -> cpn_status {
+    return plugin::guarded(err, "levelzero probe", [&]() -> cpn_status {
         if (out == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "probe: out is NULL");
         if (out->struct_size < sizeof(cpn_probe_info)) {
             return fail(err, CPN_E_INVALID_ARGUMENT,
@@ -64,26 +50,26 @@ cpn_status probe(cpn_probe_info* out, cpn_msg* err) {
 }
 
 cpn_status t_device_count(uint32_t* count, cpn_msg* err) {
-    return guarded("device_count", err, [&] { return device_count(count, err); });
+    return plugin::guarded(err, "levelzero device_count", [&] { return device_count(count, err); });
 }
 cpn_status t_device_info(uint32_t index, cpn_device_desc* out, cpn_msg* err) {
-    return guarded("device_info", err, [&] { return device_info(index, out, err); });
+    return plugin::guarded(err, "levelzero device_info", [&] { return device_info(index, out, err); });
 }
 cpn_status t_device_open(uint32_t index, cpn_device_handle** out, cpn_msg* err) {
-    return guarded("device_open", err, [&] { return device_open(index, out, err); });
+    return plugin::guarded(err, "levelzero device_open", [&] { return device_open(index, out, err); });
 }
 void t_device_close(cpn_device_handle* device) { device_close(device); }
 cpn_status t_query(cpn_device_handle* device, const cpn_workload* workload, cpn_query_result* out,
                    cpn_msg* err) {
-    return guarded("query", err, [&] { return query(device, workload, out, err); });
+    return plugin::guarded(err, "levelzero query", [&] { return query(device, workload, out, err); });
 }
 cpn_status t_prepare(cpn_device_handle* device, const cpn_workload* workload, cpn_prepared** out,
                      cpn_msg* err) {
-    return guarded("prepare", err, [&] { return prepare(device, workload, out, err); });
+    return plugin::guarded(err, "levelzero prepare", [&] { return prepare(device, workload, out, err); });
 }
 cpn_status t_run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* control,
                  cpn_msg* err) {
-    return guarded("run", err, [&] { return run(prepared, io, control, err); });
+    return plugin::guarded(err, "levelzero run", [&] { return run(prepared, io, control, err); });
 }
 void t_release(cpn_prepared* prepared) { release(prepared); }
 /* Named extras: CPN_DEVICE_TELEMETRY_PROC (Sysman telemetry, see ze_telemetry.hpp). */

@@ -24,25 +24,6 @@ namespace {
 /* The host's services, copied at entry; log is NULL until then (or when the host has none). */
 cpn_host g_host{};
 
-/*
- * Runs f and converts anything it throws into a status. bad_alloc is host memory exhaustion
- * and says so (CPN_E_OUT_OF_MEMORY); anything else is a bug here, CPN_E_INTERNAL with the
- * exception's text.
- */
-template <typename F>
-cpn_status guarded(cpn_msg* err, const char* where, F&& f) noexcept {
-    try {
-        return f();
-    } catch (const std::bad_alloc&) {
-        return plugin::fail(err, CPN_E_OUT_OF_MEMORY, "opencl %s: out of host memory", where);
-    } catch (const std::exception& e) {
-        return plugin::fail(err, CPN_E_INTERNAL, "opencl %s: internal error: %s", where, e.what());
-    } catch (...) {
-        return plugin::fail(err, CPN_E_INTERNAL, "opencl %s: internal error (unknown exception)",
-                            where);
-    }
-}
-
 /* The same for the entries that return nothing: the failure can only be logged. */
 template <typename F>
 void guarded_void(const char* where, F&& f) noexcept {
@@ -57,31 +38,31 @@ void guarded_void(const char* where, F&& f) noexcept {
 }
 
 cpn_status t_probe(cpn_probe_info* out, cpn_msg* err) {
-    return guarded(err, "probe", [&] { return probe(out, err); });
+    return plugin::guarded(err, "opencl probe", [&] { return probe(out, err); });
 }
 cpn_status t_device_count(uint32_t* count, cpn_msg* err) {
-    return guarded(err, "device_count", [&] { return device_count(count, err); });
+    return plugin::guarded(err, "opencl device_count", [&] { return device_count(count, err); });
 }
 cpn_status t_device_info(uint32_t index, cpn_device_desc* out, cpn_msg* err) {
-    return guarded(err, "device_info", [&] { return device_info(index, out, err); });
+    return plugin::guarded(err, "opencl device_info", [&] { return device_info(index, out, err); });
 }
 cpn_status t_device_open(uint32_t index, cpn_device_handle** out, cpn_msg* err) {
-    return guarded(err, "device_open", [&] { return device_open(index, out, err); });
+    return plugin::guarded(err, "opencl device_open", [&] { return device_open(index, out, err); });
 }
 void t_device_close(cpn_device_handle* device) {
     guarded_void("device_close", [&] { device_close(device); });
 }
 cpn_status t_query(cpn_device_handle* device, const cpn_workload* w, cpn_query_result* out,
                    cpn_msg* err) {
-    return guarded(err, "query", [&] { return query(device, w, out, err); });
+    return plugin::guarded(err, "opencl query", [&] { return query(device, w, out, err); });
 }
 cpn_status t_prepare(cpn_device_handle* device, const cpn_workload* w, cpn_prepared** out,
                      cpn_msg* err) {
-    return guarded(err, "prepare", [&] { return prepare(device, w, out, err); });
+    return plugin::guarded(err, "opencl prepare", [&] { return prepare(device, w, out, err); });
 }
 cpn_status t_run(cpn_prepared* prepared, cpn_run_io* io, const cpn_run_control* control,
                  cpn_msg* err) {
-    return guarded(err, "run", [&] { return run(prepared, io, control, err); });
+    return plugin::guarded(err, "opencl run", [&] { return run(prepared, io, control, err); });
 }
 void t_release(cpn_prepared* prepared) {
     guarded_void("release", [&] { release(prepared); });

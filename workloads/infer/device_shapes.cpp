@@ -1,7 +1,6 @@
 // device_shapes.cpp: see device_shapes.hpp.
 #include "device_shapes.hpp"
 
-#include <algorithm>
 #include <set>
 #include <string>
 
@@ -25,59 +24,17 @@ int64_t prod(const Shape& s, size_t b, size_t e) {
 std::optional<Geo2d> geo_2d(const Node& n, const Shape& xs, const std::vector<int64_t>& kernel, bool ceil_mode,
                             bool use_dilations) {
     if (xs.size() != 3 && xs.size() != 4) return std::nullopt;
-    const size_t r = xs.size() - 2;
-    need(n, kernel.size() == r, "kernel_shape does not match the input's spatial rank (input " + shape_str(xs) + ")");
-    auto sized = [&](const char* name, size_t count, int64_t dflt, int64_t min) {
-        std::vector<int64_t> v = n.attrs.get_ints(name);
-        if (v.empty()) v.assign(count, dflt);
-        need(n, v.size() == count,
-             std::string("attribute '") + name + "' has " + std::to_string(v.size()) + " values, expected " +
-                 std::to_string(count));
-        for (int64_t x : v) need(n, x >= min, std::string("attribute '") + name + "' has a value below " + std::to_string(min));
-        return v;
-    };
-    const auto strides = sized("strides", r, 1, 1);
-    const auto dil = use_dilations ? sized("dilations", r, 1, 1) : std::vector<int64_t>(r, 1);
-    const auto pads = sized("pads", 2 * r, 0, 0);
-    std::string ap = n.attrs.get_string("auto_pad", "NOTSET");
-    if (ap.empty()) ap = "NOTSET";
-    int64_t in[2] = {1, 1}, out[2] = {1, 1}, k[2] = {1, 1}, s[2] = {1, 1}, dl[2] = {1, 1}, pb[2] = {0, 0}, pe[2] = {0, 0};
-    const size_t off = 2 - r;
-    for (size_t i = 0; i < r; ++i) {
-        const int64_t x = xs[2 + i], kk = kernel[i], ss = strides[i], dd = dil[i];
-        need(n, kk >= 1, "kernel_shape must be positive");
-        need(n, kk < (int64_t{1} << 24) && dd < (int64_t{1} << 24) && ss < (int64_t{1} << 30), "kernel geometry too large");
-        const int64_t ek = (kk - 1) * dd + 1;
-        int64_t o = 0, b = pads[i], e = pads[i + r];
-        need(n, b < (int64_t{1} << 30) && e < (int64_t{1} << 30), "pads too large");
-        if (ap == "NOTSET") {
-            const int64_t num = x + b + e - ek;
-            need(n, num >= 0, "input " + shape_str(xs) + " is smaller than the kernel extent " + std::to_string(ek));
-            o = (ceil_mode ? (num + ss - 1) / ss : num / ss) + 1;
-        } else if (ap == "VALID") {
-            b = e = 0;
-            const int64_t num = x - ek;
-            need(n, num >= 0, "input " + shape_str(xs) + " is smaller than the kernel extent " + std::to_string(ek));
-            o = num / ss + 1;
-        } else if (ap == "SAME_UPPER" || ap == "SAME_LOWER") {
-            o = (x + ss - 1) / ss;
-            const int64_t total = std::max<int64_t>(0, (o - 1) * ss + ek - x);
-            if (ap == "SAME_UPPER") {
-                b = total / 2;
-                e = total - b;
-            } else {
-                e = total / 2;
-                b = total - e;
-            }
-        } else {
-            return std::nullopt;
-        }
-        in[off + i] = x, out[off + i] = o, k[off + i] = kk, s[off + i] = ss, dl[off + i] = dd, pb[off + i] = b, pe[off + i] = e;
+    const Geo g = make_geo(n, xs, kernel, ceil_mode, use_dilations);  // the CPU operators' rules
+    // The device kernels index with 32-bit geometry.
+    for (int i = 1; i < 3; ++i) {
+        need(n, g.k[i] < (int64_t{1} << 24) && g.d[i] < (int64_t{1} << 24) && g.s[i] < (int64_t{1} << 30),
+             "kernel geometry too large");
+        need(n, g.pb[i] < (int64_t{1} << 30) && g.pe[i] < (int64_t{1} << 30), "pads too large");
     }
-    Geo2d g;
-    g.N = xs[0], g.C = xs[1], g.H = in[0], g.W = in[1], g.OH = out[0], g.OW = out[1], g.KH = k[0], g.KW = k[1];
-    g.sh = s[0], g.sw = s[1], g.dh = dl[0], g.dw = dl[1], g.phb = pb[0], g.pwb = pb[1], g.phe = pe[0], g.pwe = pe[1];
-    return g;
+    Geo2d r;
+    r.N = xs[0], r.C = xs[1], r.H = g.in[1], r.W = g.in[2], r.OH = g.out[1], r.OW = g.out[2], r.KH = g.k[1], r.KW = g.k[2];
+    r.sh = g.s[1], r.sw = g.s[2], r.dh = g.d[1], r.dw = g.d[2], r.phb = g.pb[1], r.pwb = g.pb[2], r.phe = g.pe[1], r.pwe = g.pe[2];
+    return r;
 }
 
 std::optional<Shape> view_shape(const Node& n, const Shape& x, const ViewInputs& in) {

@@ -21,9 +21,8 @@ struct Geo2d {
     int64_t phb = 0, pwb = 0, phe = 0, pwe = 0;  // pads at the beginning and at the end
 };
 
-// The geometry of Conv or a pooling node `n` over input shape `xs` with `kernel`: strides,
-// dilations (when `use_dilations`), pads and auto_pad from its attributes, output sizes rounded
-// up when `ceil_mode`. nullopt for 3-D inputs and unknown auto_pad values.
+// make_geo (ops.hpp) for a 1-D or 2-D input, within the device kernels' 32-bit limits; nullopt
+// for other ranks.
 std::optional<Geo2d> geo_2d(const Node& n, const Shape& xs, const std::vector<int64_t>& kernel, bool ceil_mode,
                             bool use_dilations);
 

@@ -56,6 +56,23 @@ void register_elementwise_ops();  // ops_elementwise.cpp
 void register_nn_ops();           // ops_nn.cpp
 void register_tensor_ops();       // ops_tensor.cpp
 
+// The geometry of a convolution or pooling window, padded to three spatial dimensions (a 1-D or
+// 2-D operator gets leading dimensions of size 1; `r` is the real spatial rank).
+struct Geo {
+    int r = 0;
+    int64_t in[3] = {1, 1, 1}, out[3] = {1, 1, 1}, k[3] = {1, 1, 1}, s[3] = {1, 1, 1}, d[3] = {1, 1, 1};
+    int64_t pb[3] = {0, 0, 0}, pe[3] = {0, 0, 0};  // pads at the beginning and at the end
+    int64_t in_size() const { return in[0] * in[1] * in[2]; }
+    int64_t out_size() const { return out[0] * out[1] * out[2]; }
+    int64_t k_size() const { return k[0] * k[1] * k[2]; }
+};
+
+// The geometry of Conv / ConvTranspose-style or pooling node `n` over input shape `xs` ([N, C,
+// spatial...], 1 to 3 spatial dims) with `kernel`: strides, dilations (when `use_dilations`),
+// pads and auto_pad from its attributes, output sizes rounded up when `ceil_mode`. Throws
+// naming the node when they do not fit the input (ops_nn.cpp).
+Geo make_geo(const Node& n, const Shape& xs, const std::vector<int64_t>& kernel, bool ceil_mode, bool use_dilations);
+
 // Shared helpers for the operator files.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const Node& n);  // numpy rules
 int64_t normalize_axis(int64_t axis, int64_t rank, const Node& n);      // [-r, r-1] -> [0, r-1]

@@ -434,17 +434,7 @@ void bias_act(T* p, int64_t n, T bias, const Act& act) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Geometry of a convolution / pooling window, padded to three spatial dimensions (a 1-D or 2-D
-// operator gets leading dimensions of size 1).
-
-struct Geo {
-    int r = 0;  // the real spatial rank
-    int64_t in[3] = {1, 1, 1}, out[3] = {1, 1, 1}, k[3] = {1, 1, 1}, s[3] = {1, 1, 1}, d[3] = {1, 1, 1};
-    int64_t pb[3] = {0, 0, 0}, pe[3] = {0, 0, 0};
-    int64_t in_size() const { return in[0] * in[1] * in[2]; }
-    int64_t out_size() const { return out[0] * out[1] * out[2]; }
-    int64_t k_size() const { return k[0] * k[1] * k[2]; }
-};
+// Geometry of a convolution / pooling window (Geo, ops.hpp)
 
 std::vector<int64_t> attr_ints_sized(const Node& n, const char* name, size_t count, int64_t dflt, int64_t min_value) {
     std::vector<int64_t> v = n.attrs.get_ints(name, std::vector<int64_t>(count, dflt));
@@ -464,6 +454,8 @@ void check_auto_pad(const Node& n) {
 }
 
 // Output sizes and pads of Conv / pooling from the input shape [N, C, D1...] and the kernel.
+}  // namespace
+
 Geo make_geo(const Node& n, const Shape& xs, const std::vector<int64_t>& kernel, bool ceil_mode, bool use_dilations) {
     if (xs.size() < 3) fail(n.where() + ": input of shape " + shape_str(xs) + " needs rank >= 3 ([N, C, spatial...])");
     const size_t r = xs.size() - 2;
@@ -522,6 +514,8 @@ Geo make_geo(const Node& n, const Shape& xs, const std::vector<int64_t>& kernel,
     }
     return g;
 }
+
+namespace {
 
 Shape out_shape(int64_t N, int64_t C, const Geo& g) {
     Shape s{N, C};

@@ -210,7 +210,31 @@ Status TaskJournal::open_impl() {
     if (!s.ok()) return s;
     if (Status p = prepare_all(); !p.ok()) return p;
     if (Status l = load_counts(); !l.ok()) return l;
+    // Replaces SQLite's automatic checkpoint (the default hook, at 1000 pages, inside a commit).
+    sqlite3_wal_hook(db_, &TaskJournal::wal_hook, this);
     return {};
+}
+
+int TaskJournal::wal_hook(void* self, sqlite3* db, const char* name, int pages) {
+    static_cast<TaskJournal*>(self)->wal_pages_ = pages;
+    if (pages >= kInlineCheckpointPages) {
+        static_cast<TaskJournal*>(self)->wal_pages_ = 0;
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    }
+    return SQLITE_OK;
+}
+
+bool TaskJournal::checkpoint_if_due() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (db_ == nullptr || wal_pages_ < kCheckpointPages) return false;
+    wal_pages_ = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc != SQLITE_OK) {
+        spdlog::warn("{}", error("checkpoint", rc).message());
+        wal_pages_ = kCheckpointPages;  // try again after the next commit
+        return false;
+    }
+    return true;
 }
 
 Status TaskJournal::prepare_all() {
@@ -443,15 +467,25 @@ Status TaskJournal::update_locked(const TaskRecord& r, const char* what) {
     return rc == SQLITE_DONE ? Status() : error(what, rc);
 }
 
-Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& delta, bool& fatal) {
+Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& delta, bool& fatal, StagedRows* staged) {
     fatal = false;
-    Result<std::optional<TaskRecord>> found = find_locked(t.id, "transition");
-    if (!found.ok()) {
-        fatal = true;
-        return found.status();
+    Staged* st = nullptr;
+    if (staged != nullptr) {
+        auto it = staged->find(t.id);
+        if (it != staged->end()) st = &it->second;
     }
-    if (!found.value()) return Status(Code::not_found, path_ + ": transition: no task '" + t.id + "'");
-    TaskRecord r = std::move(*found.value());
+    TaskRecord r;
+    if (st != nullptr) {
+        r = st->rec;
+    } else {
+        Result<std::optional<TaskRecord>> found = find_locked(t.id, "transition");
+        if (!found.ok()) {
+            fatal = true;
+            return found.status();
+        }
+        if (!found.value()) return Status(Code::not_found, path_ + ": transition: no task '" + t.id + "'");
+        r = std::move(*found.value());
+    }
     if (!is_allowed_transition(r.state, t.to))
         return Status(Code::failed_precondition, path_ + ": transition: task '" + t.id + "': cannot go from " +
                                                      to_string(r.state) + " to " + to_string(t.to));
@@ -467,12 +501,26 @@ Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& d
     if (!t.reason.empty()) r.reason = t.reason;
     if (!t.device_id.empty()) r.device_id = t.device_id;
     if (!t.result_json.empty()) r.result_json = t.result_json;
-    if (Status s = update_locked(r, "transition"); !s.ok()) {
+    if (staged != nullptr) {
+        // Written once, by write_staged_locked(), however many steps the task takes here.
+        if (st == nullptr) st = &(*staged)[t.id];
+        st->rec = r;
+        st->dirty = true;
+    } else if (Status s = update_locked(r, "transition"); !s.ok()) {
         fatal = true;
         return s;
     }
     ++delta[index_of(r.state)];
     return r;
+}
+
+Status TaskJournal::write_staged_locked(StagedRows& staged) {
+    for (auto& [id, st] : staged) {
+        if (!st.dirty) continue;
+        if (Status s = update_locked(st.rec, "commit"); !s.ok()) return s;
+        st.dirty = false;
+    }
+    return {};
 }
 
 Result<TaskRecord> TaskJournal::transition(const std::string& id, TaskState to, const std::string& reason,
@@ -566,7 +614,8 @@ Result<std::vector<TaskRecord>> TaskJournal::unpublished(size_t limit) {
     });
 }
 
-Status TaskJournal::mark_locked(const std::string& id, int64_t version) {
+Status TaskJournal::mark_locked(const std::string& id, int64_t version, bool* hit_out) {
+    if (hit_out != nullptr) *hit_out = false;
     {
         StmtScope scope(mark_);
         bind_text(mark_, 1, id);
@@ -575,6 +624,7 @@ Status TaskJournal::mark_locked(const std::string& id, int64_t version) {
         int rc;
         while ((rc = sqlite3_step(mark_)) == SQLITE_ROW) hit = true;
         if (rc != SQLITE_DONE) return error("mark_published", rc);
+        if (hit_out != nullptr) *hit_out = hit;
         if (hit) return {};
     }
     // Nothing updated: an unknown (purged) id is fine; a version never journaled is a bug.
@@ -632,15 +682,17 @@ Status TaskJournal::set_full_durability(bool full) {
 }
 
 Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> accepts,
-                                                     const std::vector<Transition>& transitions, const ThenFn& then) {
+                                                     const std::vector<Transition>& transitions, const ThenFn& then,
+                                                     const std::vector<std::pair<std::string, int64_t>>& marks) {
     return guarded(path_, "commit", [&]() -> Result<Group> {
         Group g;
-        if (accepts.empty() && transitions.empty() && !then) return g;
+        if (accepts.empty() && transitions.empty() && !then && marks.empty()) return g;
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": commit: journal is closed");
         if (Status s = begin_locked("commit"); !s.ok()) return s;
         Counts delta{};
         bool changed = false;
+        StagedRows staged;
         g.accepted.reserve(accepts.size());
         for (TaskRecord& r : accepts) {
             bool fatal = false;
@@ -649,13 +701,16 @@ Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> acc
                 rollback_locked();
                 return one.status();
             }
-            changed = changed || (one.ok() && one.value().second);
+            if (one.ok() && one.value().second) {
+                changed = true;
+                staged[one.value().first.id].rec = one.value().first;  // as inserted
+            }
             g.accepted.push_back(std::move(one));
         }
         auto apply = [&](const std::vector<Transition>& list) -> Status {
             for (const Transition& t : list) {
                 bool fatal = false;
-                Result<TaskRecord> one = transition_locked(t, delta, fatal);
+                Result<TaskRecord> one = transition_locked(t, delta, fatal, &staged);
                 if (fatal) return one.status();
                 changed = changed || one.ok();
                 g.transitioned.push_back(std::move(one));
@@ -670,6 +725,14 @@ Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> acc
                 rollback_locked();
                 throw;
             }
+        }
+        if (s.ok()) s = write_staged_locked(staged);  // before the marks, which compare versions
+        for (size_t i = 0; s.ok() && i < marks.size(); ++i) {
+            bool hit = false;
+            Status ms = mark_locked(marks[i].first, marks[i].second, &hit);
+            if (ms.code() == Code::invalid_argument) g.mark_errors.push_back(std::move(ms));
+            else if (!ms.ok()) s = std::move(ms);
+            changed = changed || hit;
         }
         if (!s.ok()) {
             rollback_locked();

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <unordered_map>
 #include <vector>
 
 #include "core/status.hpp"
@@ -139,14 +140,18 @@ public:
      * lock) with the accept results, so admitting a task and starting (or, for a pure in-memory
      * kind, finishing) it cost one commit. Nothing is visible to another caller before the
      * commit; the outer error means nothing was written. `then` may be empty; it must not call
-     * back into the journal. */
+     * back into the journal. `marks` are mark_published() pairs written in the same
+     * transaction (a delivered result costs no commit of its own while tasks keep coming); a
+     * mark refused as invalid_argument is reported in Group::mark_errors and skipped, the
+     * others are written. */
     struct Group {
         std::vector<Result<std::pair<TaskRecord, bool>>> accepted;
         std::vector<Result<TaskRecord>> transitioned;  // `transitions`, then what `then` returned
+        std::vector<Status> mark_errors;               // refused marks (a version never journaled)
     };
     using ThenFn = std::function<std::vector<Transition>(const std::vector<Result<std::pair<TaskRecord, bool>>>&)>;
     Result<Group> commit_group(std::vector<TaskRecord> accepts, const std::vector<Transition>& transitions,
-                               const ThenFn& then);
+                               const ThenFn& then, const std::vector<std::pair<std::string, int64_t>>& marks = {});
 
     /* Durability of every commit except mark_published(): true (the default) fsyncs each commit
      * (SQLite synchronous=FULL: survives a power cut); false keeps commits in the WAL without
@@ -198,6 +203,15 @@ public:
      * de-duplication memory. */
     Result<int64_t> purge(int64_t older_than_ms);
 
+    /* Copies the write-ahead log back into the file (a passive checkpoint) once it holds
+     * kCheckpointPages or more pages. Commits never do that on their own below
+     * kInlineCheckpointPages, so the scheduler calls this after it has published what it
+     * committed and the checkpoint's copying and fsyncs are not on a task's way to its result.
+     * Returns whether it ran; a failure is logged and retried next time. */
+    bool checkpoint_if_due();
+    static constexpr int kCheckpointPages = 1000;
+    static constexpr int kInlineCheckpointPages = 4000;  // a caller that never calls the above
+
     /* True when open() found a corrupt file and moved it aside. */
     bool recovered_from_corruption() const;
     /* Where the corrupt file went (<path>.corrupt-<unix ms>); empty when nothing was moved. */
@@ -223,10 +237,21 @@ private:
     // caller's own invalid_argument / not_found / failed_precondition) aborts the transaction;
     // `fatal` tells which.
     Result<std::pair<TaskRecord, bool>> accept_locked(TaskRecord r, Counts& delta, bool& fatal);
-    Result<TaskRecord> transition_locked(const Transition& t, Counts& delta, bool& fatal);
+    /* Rows one commit_group() created or changed, as they stand in the transaction: a task's
+     * later steps in the same group read it here rather than from the file, and its row is
+     * written once at the end (write_staged_locked) instead of once per step. */
+    struct Staged {
+        TaskRecord rec;
+        bool dirty = false;  // changed since it was written
+    };
+    using StagedRows = std::unordered_map<std::string, Staged>;
+    Result<TaskRecord> transition_locked(const Transition& t, Counts& delta, bool& fatal, StagedRows* staged = nullptr);
+    Status write_staged_locked(StagedRows& staged);
     Result<std::optional<TaskRecord>> find_locked(const std::string& id, const char* what);
     Status update_locked(const TaskRecord& r, const char* what);
-    Status mark_locked(const std::string& id, int64_t version);
+    /* Sets published_version; `hit` tells whether a row changed. invalid_argument for a version
+     * never journaled (nothing changed), the store's errors otherwise. */
+    Status mark_locked(const std::string& id, int64_t version, bool* hit = nullptr);
     Result<std::vector<TaskRecord>> select_locked(sqlite3_stmt* s, const char* what);
 
     std::string path_;
@@ -252,6 +277,8 @@ private:
     sqlite3_stmt* sync_full_ = nullptr;
 
     bool full_durability_ = true;
+    int wal_pages_ = 0;  // pages in the write-ahead log after the last commit (its hook)
+    static int wal_hook(void* self, struct sqlite3* db, const char* name, int pages);
     // Tasks per state, indexed by TaskState; changed only after a commit succeeded (re-read
     // after a failed one).
     Counts counts_{};

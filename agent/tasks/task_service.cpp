@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
@@ -26,6 +25,11 @@ namespace cpn::tasks {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// How long a delivered result may wait to be marked published in the journal when no group
+// commit comes to carry the mark (a lost mark only means one more publication after a crash).
+constexpr auto kMarkDelay = std::chrono::milliseconds(100);
+constexpr size_t kMarkBatch = 4096;  // marks written at once, whatever the delay
 
 /* Journal reasons are stored as "<code>: <message>"; the published message splits them. */
 const std::set<std::string>& reason_codes() {
@@ -153,7 +157,10 @@ struct TaskService::Impl {
     std::unordered_map<int64_t, std::pair<std::string, int64_t>> tags;
     std::map<std::pair<std::string, int64_t>, int> outstanding;
     std::set<std::pair<std::string, int64_t>> failed_pubs;
+    // Delivered (id, version) pairs not yet journaled as published: they ride in the next group
+    // commit, or get one of their own once kMarkDelay has passed without one.
     std::vector<std::pair<std::string, int64_t>> marks;
+    Clock::time_point marks_due{};
     bool republish = false;
     bool republish_after_failure = false;  // logged once per episode
     Clock::time_point next_purge = Clock::now() + std::chrono::minutes(1);
@@ -161,6 +168,14 @@ struct TaskService::Impl {
     bool dirty = true;  // flush() has something to look at (set by add(), open, threads)
 
     // --- helpers ---------------------------------------------------------------------------
+    /* Journals the pending marks in a commit of their own (not fsynced); on failure they are
+     * dropped: those changes are then published once more after a restart. */
+    void write_marks() {
+        if (marks.empty()) return;
+        if (Status s = journal->mark_published_batch(marks); !s.ok()) spdlog::warn("tasks: {}", s.message());
+        marks.clear();
+    }
+
     QKey qkey(const TaskRecord& r) const { return {-r.priority, r.seq, r.id}; }
 
     nlohmann::json message(const TaskRecord& r, const std::string* correlation, const std::string& queue_name,
@@ -595,7 +610,8 @@ std::chrono::steady_clock::time_point TaskService::next_deadline() const {
         if (l.running && l.run && !l.run->cancel.stop_requested()) t = std::min(t, l.deadline);
     for (const auto& [id, d] : impl_->devs)
         if (!d.healthy && !d.probing) t = std::min(t, d.next_probe);
-    if (impl_->dirty || !impl_->pending.empty() || !impl_->marks.empty()) t = Clock::now();
+    if (!impl_->marks.empty()) t = std::min(t, impl_->marks_due);
+    if (impl_->dirty || !impl_->pending.empty()) t = Clock::now();
     if (!impl_->retry_transitions.empty()) t = std::min(t, Clock::now() + std::chrono::seconds(1));
     if (impl_->republish && impl_->online) t = std::min(t, Clock::now() + std::chrono::milliseconds(50));
     return t;
@@ -638,8 +654,11 @@ void TaskService::on_delivered(int64_t tag, bool ok) {
         m.republish = true;
         return;
     }
+    if (m.marks.empty()) m.marks_due = Clock::now() + kMarkDelay;
     m.marks.push_back(key);
 }
+
+bool TaskService::awaiting_deliveries() const { return !impl_->outstanding.empty(); }
 
 void TaskService::shutdown(int grace_ms) {
     Impl& m = *impl_;
@@ -670,8 +689,7 @@ void TaskService::shutdown(int grace_ms) {
         if (done) l.run->thread.join();
         else l.run->thread.detach();
     }
-    if (!m.marks.empty()) (void)m.journal->mark_published_batch(m.marks);
-    m.marks.clear();
+    m.write_marks();
 }
 
 void TaskService::flush() {
@@ -679,11 +697,6 @@ void TaskService::flush() {
     if (m.stopping) return;
     m.dirty = false;
     const auto now = Clock::now();
-
-    if (!m.marks.empty()) {
-        if (Status s = m.journal->mark_published_batch(m.marks); !s.ok()) spdlog::warn("tasks: {}", s.message());
-        m.marks.clear();
-    }
 
     // What the threads reported.
     std::vector<std::string> finished;
@@ -981,8 +994,14 @@ void TaskService::flush() {
         return out;
     };
     const bool work = !accepts.empty() || !transitions.empty() || !m.queue.empty();
-    Result<TaskJournal::Group> g = work ? m.journal->commit_group(std::move(accepts), transitions, then)
+    Result<TaskJournal::Group> g = work ? m.journal->commit_group(std::move(accepts), transitions, then, m.marks)
                                         : Result<TaskJournal::Group>(TaskJournal::Group{});
+    if (work && g.ok()) {
+        for (const Status& e : g.value().mark_errors) spdlog::warn("tasks: {}", e.message());
+        m.marks.clear();
+    } else if (!work && !m.marks.empty() && (now >= m.marks_due || m.marks.size() >= kMarkBatch || m.republish)) {
+        m.write_marks();
+    }
     if (!g.ok()) {
         spdlog::error("tasks: journal commit failed: {}; submits of this moment are not accepted (their senders "
                       "will re-send), outcomes are retried",
@@ -1074,9 +1093,8 @@ void TaskService::flush() {
             continue;
         }
         if (corr.size() > 256) corr.clear();
-        static const std::regex kId("[A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
         if (!j.is_object() || !j.contains("id") || !j["id"].is_string() ||
-            !std::regex_match(j["id"].get_ref<const std::string&>(), kId) ||
+            !is_valid_task_id(j["id"].get_ref<const std::string&>()) ||
             !j.contains("schema_version") || j["schema_version"] != 1) {
             spdlog::warn("tasks: {} request refused: expected {{\"schema_version\": 1, \"id\": \"<task id>\"}}",
                          q->type == TaskRequest::Type::cancel ? "cancel" : "status");
@@ -1116,6 +1134,7 @@ void TaskService::flush() {
     // After a reconnect (or a failed publication): every change the broker has not acknowledged.
     if (m.republish && m.online) {
         constexpr size_t kPage = 512;
+        m.write_marks();  // what was delivered is not sent again
         if (m.tags.size() < 4096) {
             Result<std::vector<TaskRecord>> un = m.journal->unpublished(kPage + m.outstanding.size());
             if (!un.ok()) {
@@ -1132,6 +1151,7 @@ void TaskService::flush() {
             }
         }
     }
+    (void)m.journal->checkpoint_if_due();  // after the publications: off the tasks' way
 }
 
 }  // namespace cpn::tasks

@@ -90,6 +90,9 @@ public:
     void on_offline();
     /* A publication (tag < 0) was acknowledged (ok) or failed. */
     void on_delivered(int64_t tag, bool ok);
+    /* True while some published state awaits its acknowledgement from the broker (the daemon
+     * then wakes at least every 100 ms instead of being woken by each acknowledgement). */
+    bool awaiting_deliveries() const;
     /* Stops: running workloads are asked to stop (their tasks stay RUNNING in the journal and
      * are recovered at the next start) and given up to `grace_ms` to return. */
     void shutdown(int grace_ms);

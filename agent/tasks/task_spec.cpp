@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <regex>
 #include <set>
 
 namespace cpn::tasks {
@@ -26,6 +25,8 @@ std::vector<KindInfo>& kinds_storage() {
     };
     return k;
 }
+
+bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
 
 Rejection reject(std::string code, std::string message, std::string id = "") {
     return Rejection{std::move(code), std::move(message), std::move(id)};
@@ -86,6 +87,12 @@ std::optional<Rejection> check_path(const std::string& path, const AdmissionLimi
 
 }  // namespace
 
+bool is_valid_task_id(const std::string& id) {
+    if (id.empty() || id.size() > 128 || !is_alnum(id[0])) return false;
+    return std::all_of(id.begin(), id.end(),
+                       [](char c) { return is_alnum(c) || c == '.' || c == '_' || c == ':' || c == '-'; });
+}
+
 std::string check_reply_topic(const std::string& topic, const std::string& prefix) {
     if (topic.size() > 256) return "is longer than 256 bytes";
     if (topic.find_first_of(std::string("+#\0", 3)) != std::string::npos) return "must not contain '+', '#' or NUL";
@@ -125,11 +132,10 @@ std::variant<TaskSpec, Rejection> parse_submit(const std::string& payload, const
     if (!j.is_object()) return reject("malformed", std::string("submit must be a JSON object, got ") + j.type_name());
     TaskSpec s;
     // The id first, so that even a refused submit can be answered by id.
-    static const std::regex kId("[A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
     if (!j.contains("id") || !j["id"].is_string())
         return reject("malformed", "id (a string of 1 to 128 letters, digits, '.', '_', ':', '-') is missing");
     s.id = j["id"].get<std::string>();
-    if (!std::regex_match(s.id, kId))
+    if (!is_valid_task_id(s.id))
         return reject("invalid_field",
                       "id: '" + s.id.substr(0, 64) + "' is not 1 to 128 letters, digits, '.', '_', ':', '-'");
     const std::string& id = s.id;

@@ -79,6 +79,9 @@ struct Rejection {
     std::string id;  // the task id when it could be read ("" otherwise)
 };
 
+/* A task id: 1 to 128 of letters, digits, '.', '_', ':', '-', the first a letter or digit. */
+bool is_valid_task_id(const std::string& id);
+
 /* Parses and validates a submit payload. On failure returns the rejection (with the id when it
  * was readable, so the submitter can match the answer). */
 std::variant<TaskSpec, Rejection> parse_submit(const std::string& payload, const AdmissionLimits& limits);

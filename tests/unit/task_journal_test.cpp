@@ -921,6 +921,18 @@ TEST(TaskJournal, GroupCommitAdmitsAndStartsTogether) {
     ASSERT_TRUE(g1.ok() && g1.value());
     EXPECT_EQ(g1.value()->state, TaskState::succeeded);
     EXPECT_EQ(g1.value()->result_json, "{\"echo\":1}");
+    // Its three steps were one row write: the row holds every step's effect.
+    EXPECT_EQ(g1.value()->version, 3);
+    EXPECT_EQ(g1.value()->attempts, 1);
+    EXPECT_EQ(g1.value()->device_id, "cpu");
+    EXPECT_GT(g1.value()->started_ms, 0);
+    EXPECT_GE(g1.value()->finished_ms, g1.value()->started_ms);
+    auto q = j->queued(10);
+    ASSERT_TRUE(q.ok());
+    EXPECT_TRUE(q->empty()) << q->size() << " task(s) still listed as runnable";
+    auto un = j->unpublished(10);
+    ASSERT_TRUE(un.ok());
+    EXPECT_EQ(un->size(), 3u);
     EXPECT_EQ(j->count(TaskState::succeeded), 2);
     EXPECT_EQ(j->count(TaskState::rejected), 1);
 
@@ -944,6 +956,116 @@ TEST(TaskJournal, GroupCommitAdmitsAndStartsTogether) {
     ASSERT_TRUE(ok.ok()) << ok.status().to_string();
     EXPECT_TRUE(ok->accepted[0]->second);
     EXPECT_EQ(j->count(TaskState::queued), 1);
+}
+
+/* Several steps of one task in one group are read back from the transaction, not the file: a
+ * step the state machine refuses there is refused (the earlier steps stand), and a step of a
+ * task admitted in an earlier group still reads the file. */
+TEST(TaskJournal, GroupCommitStepsOfOneTaskSeeEachOther) {
+    TempDir dir;
+    auto j = open_journal(dir.file("tasks.db"));
+    ASSERT_NE(j, nullptr);
+    accept_new(*j, task("old"));
+    std::vector<TaskRecord> acc;
+    acc.push_back(task("new"));
+    std::vector<Transition> fixed = {{"old", TaskState::running, "", "gpu0", ""}};
+    auto g = j->commit_group(std::move(acc), fixed, [](const auto&) {
+        return std::vector<Transition>{{"new", TaskState::running, "", "cpu", ""},
+                                       {"new", TaskState::succeeded, "", "", "{}"},
+                                       {"new", TaskState::canceled, "canceled: too late", "", ""},
+                                       {"old", TaskState::failed, "failed: it broke", "", ""},
+                                       {"nobody", TaskState::running, "", "", ""}};
+    });
+    ASSERT_TRUE(g.ok()) << g.status().to_string();
+    ASSERT_EQ(g->transitioned.size(), 6u);
+    EXPECT_TRUE(g->transitioned[0].ok());
+    EXPECT_TRUE(g->transitioned[2].ok());
+    EXPECT_EQ(g->transitioned[3].status().code(), Code::failed_precondition) << g->transitioned[3].status().to_string();
+    EXPECT_EQ(g->transitioned[4]->version, 3);
+    EXPECT_EQ(g->transitioned[4]->device_id, "gpu0");
+    EXPECT_EQ(g->transitioned[5].status().code(), Code::not_found);
+    auto n = j->get("new");
+    ASSERT_TRUE(n.ok() && n.value());
+    EXPECT_EQ(n.value()->state, TaskState::succeeded);
+    EXPECT_EQ(n.value()->version, 3);
+    auto o = j->get("old");
+    ASSERT_TRUE(o.ok() && o.value());
+    EXPECT_EQ(o.value()->state, TaskState::failed);
+    EXPECT_EQ(o.value()->reason, "failed: it broke");
+    EXPECT_EQ(j->count(TaskState::succeeded), 1);
+    EXPECT_EQ(j->count(TaskState::failed), 1);
+    EXPECT_EQ(j->count(TaskState::queued), 0);
+    EXPECT_EQ(j->count(TaskState::running), 0);
+}
+
+/* Delivered states are marked published inside the next group commit; a mark of a version
+ * never journaled is reported and skipped, the others are written; marks alone commit too. */
+TEST(TaskJournal, GroupCommitCarriesPublicationMarks) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    accept_new(*j, task("a"));
+    accept_new(*j, task("b"));
+    std::vector<TaskRecord> acc;
+    acc.push_back(task("c"));
+    auto g = j->commit_group(std::move(acc), {}, nullptr, {{"a", 1}, {"b", 7}, {"purged", 1}, {"c", 1}});
+    ASSERT_TRUE(g.ok()) << g.status().to_string();
+    ASSERT_EQ(g->mark_errors.size(), 1u);
+    EXPECT_EQ(g->mark_errors[0].code(), Code::invalid_argument);
+    EXPECT_NE(g->mark_errors[0].message().find("'b' has no version 7"), std::string::npos) << g->mark_errors[0].message();
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    auto un = j->unpublished(10);
+    ASSERT_TRUE(un.ok());
+    ASSERT_EQ(un->size(), 1u);  // "c" was marked in the same transaction that created it
+    EXPECT_EQ(un->front().id, "b");
+    auto only = j->commit_group({}, {}, nullptr, {{"b", 1}});
+    ASSERT_TRUE(only.ok()) << only.status().to_string();
+    un = j->unpublished(10);
+    ASSERT_TRUE(un.ok());
+    EXPECT_TRUE(un->empty());
+}
+
+/* Commits leave the write-ahead log alone below kInlineCheckpointPages; checkpoint_if_due()
+ * copies it back once it holds kCheckpointPages, and nothing is lost either way. */
+TEST(TaskJournal, CheckpointWaitsForTheScheduler) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    ASSERT_TRUE(j->set_full_durability(false).ok());
+    EXPECT_FALSE(j->checkpoint_if_due());
+    auto wal_bytes = [&] {
+        std::error_code ec;
+        auto n = std::filesystem::file_size(path + "-wal", ec);
+        return ec ? uintmax_t{0} : n;
+    };
+    int n = 0;
+    uintmax_t peak = 0;
+    // Every commit adds at least one page: well before 4000 commits the log holds 1000 pages.
+    for (; n < 4000 && !j->checkpoint_if_due(); ++n) {
+        std::vector<TaskRecord> acc;
+        acc.push_back(task("t" + std::to_string(n)));
+        ASSERT_TRUE(j->commit_group(std::move(acc), {}, nullptr).ok());
+        peak = std::max(peak, wal_bytes());
+    }
+    ASSERT_LT(n, 4000) << "checkpoint_if_due() never found the log due";
+    // Nothing checkpointed inside a commit before that: the log only grew.
+    EXPECT_GE(peak, uintmax_t{TaskJournal::kCheckpointPages} * 4096) << "after " << n << " commits";
+    EXPECT_FALSE(j->checkpoint_if_due());  // just done
+    // The log is reused from its start after the checkpoint: it does not keep growing.
+    for (int i = 0; i < 50; ++i) {
+        std::vector<TaskRecord> acc;
+        acc.push_back(task("u" + std::to_string(i)));
+        ASSERT_TRUE(j->commit_group(std::move(acc), {}, nullptr).ok());
+    }
+    EXPECT_LE(wal_bytes(), peak);
+    j.reset();
+    j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_EQ(j->count(TaskState::queued), n + 50);
 }
 
 }  // namespace

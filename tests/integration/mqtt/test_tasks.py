@@ -593,6 +593,33 @@ def test_task_kill9_while_running(broker, make_agent, make_brain, make_client, n
     assert_alive(agent)
 
 
+def test_task_delivered_states_not_published_again_after_kill9(broker, make_agent, make_brain, make_client, node_id):
+    """The broker's acknowledgement of a state is journaled with the next commit, or within 100 ms
+    when none comes (protocol.md, "Durability"): a node killed a moment after its last delivery
+    publishes none of those states again when it restarts."""
+    agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id)
+    mark, bmark = client.mark(), brain.mark()
+    ids = [f"pub-{i}" for i in range(30)]
+    for tid in ids:
+        client.submit(echo(tid, tid.encode()))
+    for tid in ids:
+        wait_state(client, tid, "SUCCEEDED", since=mark)
+        brain.wait_task(is_state(tid, "SUCCEEDED"), since=bmark, timeout=5)
+    time.sleep(0.6)  # the last deliveries' marks: no further commit carries them, the delay does
+    agent.kill9()
+    bmark2, mark2 = brain.mark(), client.mark()
+    start_agent(agent, brain, client)
+    time.sleep(1.5)  # a re-publication from the journal would come right after the birth
+    again = [m.doc for m in brain.task_events(bmark2) + client.select(mark2) if m.doc.get("task_id") in ids]
+    assert not again, f"{len(again)} delivered state(s) published again after the restart: {again[:3]}"
+    # The journal still holds them: a status query answers from it.
+    m3 = client.mark()
+    cs = client.status(ids[-1])
+    s = client.wait(lambda d: d.get("correlation") == cs, since=m3, timeout=5, what="status answer")
+    assert (s.doc["state"], s.doc["version"]) == ("SUCCEEDED", 3), s.doc
+    assert_alive(agent)
+
+
 def test_task_burst_every_state_published(broker, make_agent, make_brain, make_client, node_id):
     """A brain pipelines submits (QoS 1, without waiting for each answer): every task's
     terminal state must still reach the reply topic and the event topic. No crash, no outage:

@@ -217,9 +217,10 @@ struct TaskService::Impl {
         const std::string& corr = correlation ? *correlation : r.correlation;
         const std::string payload =
             message(r, &corr, qname, cancel_requested).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        // The submitter's reply first: it is the one somebody waits on.
         std::vector<std::string> topics;
-        if (!r.id.empty()) topics.push_back(event_prefix + "event/" + r.id);
         if (!reply.empty()) topics.push_back(reply);
+        if (!r.id.empty()) topics.push_back(event_prefix + "event/" + r.id);
         const auto key = std::make_pair(r.id, r.version);
         for (const std::string& t : topics) {
             int64_t tag = 0;

@@ -128,7 +128,7 @@ Status move_aside(const std::string& path, const Spec& spec, const std::string& 
 
 /* Tells our file from an empty one (to be initialized) and from any other SQLite database at
  * the same path (an error: not ours to rewrite or move aside). Reads only. */
-Status check_identity(const std::string& path, const Spec& spec, sqlite3* db, bool& fresh) {
+Status check_identity(const std::string& path, const Spec& spec, sqlite3* db, bool& fresh, int& found_version) {
     sqlite3_stmt* s = nullptr;
     int app = 0, version = 0, tables = 0;
     const char* q = "SELECT (SELECT application_id FROM pragma_application_id), "
@@ -144,6 +144,7 @@ Status check_identity(const std::string& path, const Spec& spec, sqlite3* db, bo
     sqlite3_finalize(s);
     if (rc != SQLITE_OK) return error(path, db, "open: read schema", rc);
     fresh = app == 0 && tables == 0;
+    found_version = fresh ? spec.schema_version : version;
     if (fresh) return {};
     if (app != spec.application_id)
         return Status(Code::failed_precondition, path + ": open: not a cpn-agent " + spec.noun +
@@ -268,7 +269,7 @@ Status open(const std::string& path, const Spec& spec, sqlite3** db, Opened& out
     if (c != Connect::ok) return err;
 
     bool fresh = false;
-    if (Status s = check_identity(path, spec, *db, fresh); !s.ok()) return s;
+    if (Status s = check_identity(path, spec, *db, fresh, out.version); !s.ok()) return s;
     if (Status s = configure(path, *db); !s.ok()) return s;
     if (fresh) {
         if (Status s = create_schema(path, spec, *db); !s.ok()) return s;

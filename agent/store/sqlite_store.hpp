@@ -28,6 +28,8 @@ struct Spec {
 struct Opened {
     bool recovered = false;        // the file was corrupt and a new one was started
     std::string moved_aside_to;    // where the corrupt file went
+    int version = 0;               // its schema version (user_version): spec's for a new file; an
+                                   // older one is the owner's to migrate
 };
 
 /* Opens (creating when absent) `path`: the parent directory must exist and be writable. On

@@ -21,38 +21,58 @@ namespace {
 // 'CPNT' in the database header: tells the journal from the outbox ('CPNO') and any other
 // SQLite file at the same path.
 constexpr int kApplicationId = 0x43504E54;
-constexpr int kSchemaVersion = 1;
+// 2: seq is assigned by the journal (no AUTOINCREMENT, whose sqlite_sequence row was one more
+// page written by every admission); version 1 files are migrated at open.
+constexpr int kSchemaVersion = 2;
 // How long open() waits for a lock held by another process before saying so.
 constexpr int kBusyTimeoutMs = 1000;
 
 // States are stored by their wire names, so the file reads plainly in the sqlite3 shell. The
 // partial indexes keep the two hot queries (what to run next, what to publish) free of sorts
-// and of scans over finished tasks, however many the retention keeps.
-const char* const kSchema = R"sql(
-CREATE TABLE tasks(
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    spec BLOB NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT',
-                                         'CANCELED', 'REJECTED')),
-    version INTEGER NOT NULL,
-    priority INTEGER NOT NULL,
-    accepted_ms INTEGER NOT NULL,
-    started_ms INTEGER NOT NULL,
-    finished_ms INTEGER NOT NULL,
-    device_id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    result BLOB NOT NULL,
-    reply_topic TEXT NOT NULL,
-    correlation BLOB NOT NULL,
-    published_version INTEGER NOT NULL,
-    attempts INTEGER NOT NULL
-);
-CREATE INDEX tasks_runnable ON tasks(priority DESC, seq) WHERE state = 'QUEUED';
-CREATE INDEX tasks_unpublished ON tasks(seq) WHERE version > published_version;
-CREATE INDEX tasks_by_state ON tasks(state, finished_ms);
-)sql";
+// and of scans over finished tasks, however many the retention keeps. seq orders admissions
+// (FIFO within a priority); it is max(seq) + 1 at admission and never leaves the node.
+#define CPN_TASKS_TABLE(name)                                                                              \
+    "CREATE TABLE " name "(\n"                                                                            \
+    "    seq INTEGER PRIMARY KEY,\n"                                                                      \
+    "    id TEXT NOT NULL UNIQUE,\n"                                                                      \
+    "    kind TEXT NOT NULL,\n"                                                                           \
+    "    spec BLOB NOT NULL,\n"                                                                           \
+    "    state TEXT NOT NULL CHECK (state IN ('QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT',\n"  \
+    "                                         'CANCELED', 'REJECTED')),\n"                                \
+    "    version INTEGER NOT NULL,\n"                                                                     \
+    "    priority INTEGER NOT NULL,\n"                                                                    \
+    "    accepted_ms INTEGER NOT NULL,\n"                                                                 \
+    "    started_ms INTEGER NOT NULL,\n"                                                                  \
+    "    finished_ms INTEGER NOT NULL,\n"                                                                 \
+    "    device_id TEXT NOT NULL,\n"                                                                      \
+    "    reason TEXT NOT NULL,\n"                                                                         \
+    "    result BLOB NOT NULL,\n"                                                                         \
+    "    reply_topic TEXT NOT NULL,\n"                                                                    \
+    "    correlation BLOB NOT NULL,\n"                                                                    \
+    "    published_version INTEGER NOT NULL,\n"                                                           \
+    "    attempts INTEGER NOT NULL\n"                                                                     \
+    ");\n"
+
+#define CPN_TASKS_INDEXES                                                                   \
+    "CREATE INDEX tasks_runnable ON tasks(priority DESC, seq) WHERE state = 'QUEUED';\n"     \
+    "CREATE INDEX tasks_unpublished ON tasks(seq) WHERE version > published_version;\n"    \
+    "CREATE INDEX tasks_by_state ON tasks(state, finished_ms);\n"
+
+const char* const kSchema = CPN_TASKS_TABLE("tasks") CPN_TASKS_INDEXES;
+
+// Version 1 -> 2: the same rows and seq values in a table without AUTOINCREMENT (dropping the
+// old table also drops its sqlite_sequence row and its indexes). One transaction.
+const char* const kMigrate1to2 = "BEGIN IMMEDIATE;\n" CPN_TASKS_TABLE("tasks_v2") "INSERT INTO tasks_v2 SELECT "
+                                 "seq, id, kind, spec, state, version, priority, accepted_ms, started_ms, finished_ms, "
+                                 "device_id, reason, result, reply_topic, correlation, published_version, attempts "
+                                 "FROM tasks;\n"
+                                 "DROP TABLE tasks;\n"
+                                 "ALTER TABLE tasks_v2 RENAME TO tasks;\n" CPN_TASKS_INDEXES
+                                 "PRAGMA user_version=2;\n"
+                                 "COMMIT;\n";
+
+#undef CPN_TASKS_TABLE
+#undef CPN_TASKS_INDEXES
 
 constexpr const char* kColumns =
     "seq, id, kind, spec, state, version, priority, accepted_ms, started_ms, finished_ms, device_id, reason, "
@@ -208,8 +228,29 @@ Status TaskJournal::open_impl() {
     recovered_ = opened.recovered;
     moved_aside_to_ = opened.moved_aside_to;
     if (!s.ok()) return s;
+    if (opened.version == 1) {
+        if (int rc = sqlite3_exec(db_, kMigrate1to2, nullptr, nullptr, nullptr); rc != SQLITE_OK) {
+            Status e = error("open: migrate the journal from schema version 1 to 2", rc);
+            if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+            return e;
+        }
+        spdlog::info("{}: journal migrated from schema version 1 to 2", path_);
+    } else if (opened.version != kSchemaVersion) {
+        return Status(Code::failed_precondition, path_ + ": open: journal schema version " +
+                                                     std::to_string(opened.version) + " cannot be read by this agent (it reads 1 and 2)");
+    }
     if (Status p = prepare_all(); !p.ok()) return p;
     if (Status l = load_counts(); !l.ok()) return l;
+    {
+        sqlite3_stmt* st = nullptr;
+        int rc = sqlite3_prepare_v2(db_, "SELECT coalesce(max(seq), 0) FROM tasks", -1, &st, nullptr);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            next_seq_ = sqlite3_column_int64(st, 0) + 1;
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_OK) return error("open: read the last admission", rc);
+    }
     // Replaces SQLite's automatic checkpoint (the default hook, at 1000 pages, inside a commit).
     sqlite3_wal_hook(db_, &TaskJournal::wal_hook, this);
     return {};
@@ -247,11 +288,9 @@ Status TaskJournal::prepare_all() {
         {&begin_, "BEGIN IMMEDIATE"},
         {&commit_, "COMMIT"},
         {&rollback_, "ROLLBACK"},
-        // Inserts only a new id; an existing one returns no row and is read with by_id_.
-        {&insert_, "INSERT INTO tasks(id, kind, spec, state, version, priority, accepted_ms, started_ms, "
-                   "finished_ms, device_id, reason, result, reply_topic, correlation, published_version, "
-                   "attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
-                   "ON CONFLICT(id) DO NOTHING RETURNING seq"},
+        // A new id only (accept_locked looked it up first); the row as it stands at the commit.
+        {&insert_, "INSERT INTO tasks(" + cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                   "?14, ?15, ?16, ?17)"},
         {&by_id_, select + "WHERE id = ?1"},
         {&update_, "UPDATE tasks SET state = ?2, version = ?3, started_ms = ?4, finished_ms = ?5, device_id = ?6, "
                    "reason = ?7, result = ?8, attempts = ?9 WHERE seq = ?1"},
@@ -342,11 +381,20 @@ Result<std::vector<TaskRecord>> TaskJournal::select_locked(sqlite3_stmt* s, cons
     return out;
 }
 
-Result<std::pair<TaskRecord, bool>> TaskJournal::accept_locked(TaskRecord r, Counts& delta, bool& fatal) {
+Result<std::pair<TaskRecord, bool>> TaskJournal::accept_locked(TaskRecord r, Counts& delta, bool& fatal,
+                                                               StagedRows& staged) {
     fatal = false;
     if (r.id.empty()) return Status(Code::invalid_argument, path_ + ": accept: empty task id");
     if (r.kind.empty())
         return Status(Code::invalid_argument, path_ + ": accept: task '" + r.id + "': empty task kind");
+    // The id is known (earlier in this transaction, or in the file): the idempotent re-submit.
+    if (auto it = staged.find(r.id); it != staged.end()) return std::make_pair(it->second.rec, false);
+    Result<std::optional<TaskRecord>> existing = find_locked(r.id, "accept");
+    if (!existing.ok()) {
+        fatal = true;
+        return existing.status();
+    }
+    if (existing.value()) return std::make_pair(std::move(*existing.value()), false);
     const bool rejected = r.state == TaskState::rejected;
     r.state = rejected ? TaskState::rejected : TaskState::queued;
     r.version = 1;
@@ -357,48 +405,38 @@ Result<std::pair<TaskRecord, bool>> TaskJournal::accept_locked(TaskRecord r, Cou
     r.published_version = 0;
     r.attempts = 0;
     if (!rejected) r.reason.clear();
-    {
-        StmtScope scope(insert_);
-        bind_text(insert_, 1, r.id);
-        bind_text(insert_, 2, r.kind);
-        bind_blob(insert_, 3, r.spec_json);
-        sqlite3_bind_text(insert_, 4, to_string(r.state), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(insert_, 5, r.version);
-        sqlite3_bind_int(insert_, 6, r.priority);
-        sqlite3_bind_int64(insert_, 7, r.accepted_ms);
-        sqlite3_bind_int64(insert_, 8, r.started_ms);
-        sqlite3_bind_int64(insert_, 9, r.finished_ms);
-        bind_text(insert_, 10, r.device_id);
-        bind_text(insert_, 11, r.reason);
-        bind_blob(insert_, 12, r.result_json);
-        bind_text(insert_, 13, r.reply_topic);
-        bind_blob(insert_, 14, r.correlation);
-        sqlite3_bind_int64(insert_, 15, r.published_version);
-        sqlite3_bind_int(insert_, 16, r.attempts);
-        int rc = sqlite3_step(insert_);
-        if (rc == SQLITE_ROW) {
-            r.seq = sqlite3_column_int64(insert_, 0);
-            rc = run(insert_);
-            if (rc != SQLITE_DONE) {
-                fatal = true;
-                return error("accept", rc);
-            }
-            ++delta[index_of(r.state)];
-            return std::make_pair(std::move(r), true);
-        }
-        if (rc != SQLITE_DONE) {
-            fatal = true;
-            return error("accept", rc);
-        }
-    }
-    // The id is known: the idempotent re-submit.
-    Result<std::optional<TaskRecord>> existing = find_locked(r.id, "accept");
-    if (!existing.ok() || !existing.value()) {
-        fatal = true;
-        if (!existing.ok()) return existing.status();
-        return Status(Code::internal, path_ + ": accept: task '" + r.id + "' conflicts but cannot be read");
-    }
-    return std::make_pair(std::move(*existing.value()), false);
+    r.seq = next_seq_++;  // a rolled-back transaction leaves a gap, which orders nothing wrongly
+    // Inserted by write_staged_locked() as it stands at the end of the transaction: a task the
+    // same group starts (or runs and ends) is written once, and never enters the runnable index.
+    Staged& st = staged[r.id];
+    st.rec = r;
+    st.in_file = false;
+    st.dirty = true;
+    ++delta[index_of(r.state)];
+    return std::make_pair(std::move(r), true);
+}
+
+Status TaskJournal::insert_locked(const TaskRecord& r) {
+    StmtScope scope(insert_);
+    sqlite3_bind_int64(insert_, 1, r.seq);
+    bind_text(insert_, 2, r.id);
+    bind_text(insert_, 3, r.kind);
+    bind_blob(insert_, 4, r.spec_json);
+    sqlite3_bind_text(insert_, 5, to_string(r.state), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(insert_, 6, r.version);
+    sqlite3_bind_int(insert_, 7, r.priority);
+    sqlite3_bind_int64(insert_, 8, r.accepted_ms);
+    sqlite3_bind_int64(insert_, 9, r.started_ms);
+    sqlite3_bind_int64(insert_, 10, r.finished_ms);
+    bind_text(insert_, 11, r.device_id);
+    bind_text(insert_, 12, r.reason);
+    bind_blob(insert_, 13, r.result_json);
+    bind_text(insert_, 14, r.reply_topic);
+    bind_blob(insert_, 15, r.correlation);
+    sqlite3_bind_int64(insert_, 16, r.published_version);
+    sqlite3_bind_int(insert_, 17, r.attempts);
+    int rc = run(insert_);
+    return rc == SQLITE_DONE ? Status() : error("accept", rc);
 }
 
 Result<std::pair<TaskRecord, bool>> TaskJournal::accept(TaskRecord r) {
@@ -434,14 +472,19 @@ Result<std::vector<Result<std::pair<TaskRecord, bool>>>> TaskJournal::accept_bat
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": accept: journal is closed");
         if (Status s = begin_locked("accept"); !s.ok()) return s;
         Counts delta{};
+        StagedRows staged;
         for (TaskRecord& r : records) {
             bool fatal = false;
-            Result<std::pair<TaskRecord, bool>> one = accept_locked(std::move(r), delta, fatal);
+            Result<std::pair<TaskRecord, bool>> one = accept_locked(std::move(r), delta, fatal, staged);
             if (fatal) {
                 rollback_locked();
                 return one.status();
             }
             out.push_back(std::move(one));
+        }
+        if (Status s = write_staged_locked(staged); !s.ok()) {
+            rollback_locked();
+            return s;
         }
         if (Status s = commit_locked("accept"); !s.ok()) {
             rollback_locked();
@@ -517,8 +560,9 @@ Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& d
 Status TaskJournal::write_staged_locked(StagedRows& staged) {
     for (auto& [id, st] : staged) {
         if (!st.dirty) continue;
-        if (Status s = update_locked(st.rec, "commit"); !s.ok()) return s;
+        if (Status s = st.in_file ? update_locked(st.rec, "commit") : insert_locked(st.rec); !s.ok()) return s;
         st.dirty = false;
+        st.in_file = true;
     }
     return {};
 }
@@ -696,15 +740,12 @@ Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> acc
         g.accepted.reserve(accepts.size());
         for (TaskRecord& r : accepts) {
             bool fatal = false;
-            Result<std::pair<TaskRecord, bool>> one = accept_locked(std::move(r), delta, fatal);
+            Result<std::pair<TaskRecord, bool>> one = accept_locked(std::move(r), delta, fatal, staged);
             if (fatal) {
                 rollback_locked();
                 return one.status();
             }
-            if (one.ok() && one.value().second) {
-                changed = true;
-                staged[one.value().first.id].rec = one.value().first;  // as inserted
-            }
+            changed = changed || (one.ok() && one.value().second);
             g.accepted.push_back(std::move(one));
         }
         auto apply = [&](const std::vector<Transition>& list) -> Status {

@@ -236,15 +236,18 @@ private:
     // Inside an open transaction. A non-OK Result with a store error (anything but the
     // caller's own invalid_argument / not_found / failed_precondition) aborts the transaction;
     // `fatal` tells which.
-    Result<std::pair<TaskRecord, bool>> accept_locked(TaskRecord r, Counts& delta, bool& fatal);
+
     /* Rows one commit_group() created or changed, as they stand in the transaction: a task's
      * later steps in the same group read it here rather than from the file, and its row is
      * written once at the end (write_staged_locked) instead of once per step. */
     struct Staged {
         TaskRecord rec;
-        bool dirty = false;  // changed since it was written
+        bool in_file = true;  // false: admitted in this transaction, not inserted yet
+        bool dirty = false;   // changed since it was written
     };
     using StagedRows = std::unordered_map<std::string, Staged>;
+    Result<std::pair<TaskRecord, bool>> accept_locked(TaskRecord r, Counts& delta, bool& fatal, StagedRows& staged);
+    Status insert_locked(const TaskRecord& r);
     Result<TaskRecord> transition_locked(const Transition& t, Counts& delta, bool& fatal, StagedRows* staged = nullptr);
     Status write_staged_locked(StagedRows& staged);
     Result<std::optional<TaskRecord>> find_locked(const std::string& id, const char* what);
@@ -277,7 +280,8 @@ private:
     sqlite3_stmt* sync_full_ = nullptr;
 
     bool full_durability_ = true;
-    int wal_pages_ = 0;  // pages in the write-ahead log after the last commit (its hook)
+    int wal_pages_ = 0;
+    int64_t next_seq_ = 1;  // the next admission's seq: max(seq) + 1 at open  // pages in the write-ahead log after the last commit (its hook)
     static int wal_hook(void* self, struct sqlite3* db, const char* name, int pages);
     // Tasks per state, indexed by TaskState; changed only after a commit succeeded (re-read
     // after a failed one).

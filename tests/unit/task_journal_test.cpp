@@ -687,6 +687,107 @@ TEST(TaskJournal, OtherDatabasesAreLeftAlone) {
     EXPECT_EQ(TaskJournal::open("").status().code(), Code::invalid_argument);
 }
 
+/* A journal written by an agent of schema version 1 (seq AUTOINCREMENT) is migrated at open:
+ * every row, state, version and order kept; new admissions continue after the highest seq; a
+ * re-sent submit of an old id is still recognised. A version from the future is refused. */
+TEST(TaskJournal, SchemaVersion1IsMigrated) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    {
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+        const char* v1 = R"sql(
+PRAGMA journal_mode=WAL;
+BEGIN;
+CREATE TABLE tasks(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    spec BLOB NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT',
+                                         'CANCELED', 'REJECTED')),
+    version INTEGER NOT NULL, priority INTEGER NOT NULL, accepted_ms INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, device_id TEXT NOT NULL,
+    reason TEXT NOT NULL, result BLOB NOT NULL, reply_topic TEXT NOT NULL, correlation BLOB NOT NULL,
+    published_version INTEGER NOT NULL, attempts INTEGER NOT NULL
+);
+CREATE INDEX tasks_runnable ON tasks(priority DESC, seq) WHERE state = 'QUEUED';
+CREATE INDEX tasks_unpublished ON tasks(seq) WHERE version > published_version;
+CREATE INDEX tasks_by_state ON tasks(state, finished_ms);
+INSERT INTO tasks VALUES (3, 'done', 'echo', '{}', 'SUCCEEDED', 3, 0, 10, 11, 12, 'cpu', '', '{"r":1}', 'cpn/v1/replies/x', X'00FF', 3, 1);
+INSERT INTO tasks VALUES (5, 'low', 'echo', '{}', 'QUEUED', 1, -5, 20, 0, 0, '', '', '', '', '', 0, 0);
+INSERT INTO tasks VALUES (7, 'high', 'echo', '{}', 'QUEUED', 1, 9, 30, 0, 0, '', '', '', '', '', 1, 0);
+INSERT INTO tasks VALUES (9, 'cut', 'render', '{}', 'RUNNING', 2, 0, 40, 41, 0, 'gpu0', '', '', '', '', 2, 1);
+UPDATE sqlite_sequence SET seq = 42 WHERE name = 'tasks';
+PRAGMA application_id=1129336404;
+PRAGMA user_version=1;
+COMMIT;
+)sql";
+        char* err = nullptr;
+        ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+        sqlite3_close(db);
+    }
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_EQ(j->count(TaskState::queued), 2);
+    EXPECT_EQ(j->count(TaskState::running), 1);
+    EXPECT_EQ(j->count(TaskState::succeeded), 1);
+    auto done = j->get("done");
+    ASSERT_TRUE(done.ok() && done.value());
+    EXPECT_EQ(done.value()->version, 3);
+    EXPECT_EQ(done.value()->result_json, "{\"r\":1}");
+    EXPECT_EQ(done.value()->correlation, std::string("\x00\xff", 2));
+    auto q = j->queued(10);
+    ASSERT_TRUE(q.ok());
+    ASSERT_EQ(q->size(), 2u);
+    EXPECT_EQ(q->at(0).id, "high");
+    EXPECT_EQ(q->at(1).id, "low");
+    auto un = j->unpublished(10);
+    ASSERT_TRUE(un.ok());
+    ASSERT_EQ(un->size(), 1u);
+    EXPECT_EQ(un->front().id, "low");
+    auto again = j->accept(task("done"));
+    ASSERT_TRUE(again.ok());
+    EXPECT_FALSE(again->second);
+    TaskRecord fresh = accept_new(*j, task("fresh", "echo", 9));
+    EXPECT_GT(fresh.seq, 9);
+    q = j->queued(10);
+    ASSERT_TRUE(q.ok());
+    ASSERT_EQ(q->size(), 3u);
+    EXPECT_EQ(q->at(1).id, "fresh");  // after "high": same priority, admitted later
+    auto rec = j->recover([](const std::string&) { return false; });
+    ASSERT_TRUE(rec.ok());
+    ASSERT_EQ(rec->size(), 1u);
+    EXPECT_EQ(rec->front().id, "cut");
+    j.reset();
+    {
+        // The file is now version 2, without AUTOINCREMENT and its sqlite_sequence row.
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+        sqlite3_stmt* st = nullptr;
+        ASSERT_EQ(sqlite3_prepare_v2(db,
+                                     "SELECT (SELECT user_version FROM pragma_user_version), "
+                                     "(SELECT sql FROM sqlite_schema WHERE name = 'tasks'), "
+                                     "(SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence' "
+                                     "AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'tasks'))",
+                                     -1, &st, nullptr),
+                  SQLITE_OK);
+        ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+        EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+        const std::string sql = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+        EXPECT_EQ(sql.find("AUTOINCREMENT"), std::string::npos) << sql;
+        EXPECT_EQ(sqlite3_column_int(st, 2), 0);
+        sqlite3_finalize(st);
+        // A version from a newer agent is refused, and left as it is.
+        ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=3", nullptr, nullptr, nullptr), SQLITE_OK);
+        sqlite3_close(db);
+    }
+    Result<std::unique_ptr<TaskJournal>> newer = TaskJournal::open(path);
+    ASSERT_FALSE(newer.ok());
+    EXPECT_EQ(newer.status().code(), Code::failed_precondition);
+    EXPECT_NE(newer.status().message().find("schema version 3"), std::string::npos) << newer.status().message();
+}
+
 TEST(TaskJournal, BatchFormsCommitTogetherAndReportPerEntry) {
     TempDir dir;
     const std::string path = dir.file("tasks.db");

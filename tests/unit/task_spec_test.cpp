@@ -21,6 +21,16 @@ const TaskSpec& ok(const std::variant<TaskSpec, Rejection>& r) {
     return s ? *s : empty;
 }
 
+/* The id rule (the submit's idempotency key, also a topic level): 1 to 128 of letters, digits,
+ * '.', '_', ':', '-', the first a letter or digit. */
+TEST(TaskSpec, TaskIdRule) {
+    for (const std::string& ok : std::vector<std::string>{"a", "Z9", "t-42", "job.1_2:3-x", "0", std::string(128, 'a'), "a" + std::string(127, '-')})
+        EXPECT_TRUE(is_valid_task_id(ok)) << ok;
+    for (const std::string& bad : std::vector<std::string>{"", std::string(129, 'a'), ".a", "-a", "_a", ":a", "a/b", "a b", "a+", "a#", "../etc",
+                                  std::string("a\0b", 3), "\xc3\xa9t\xc3\xa9", "a\n"})
+        EXPECT_FALSE(is_valid_task_id(bad)) << bad;
+}
+
 TEST(TaskSpec, MinimalAndFullSubmits) {
     AdmissionLimits lim;
     const auto parsed = parse_submit(R"({"schema_version":1,"id":"t-1","kind":"echo"})", lim);

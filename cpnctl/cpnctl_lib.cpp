@@ -2,6 +2,7 @@
 #include "cpnctl_lib.hpp"
 
 #include "core/codec.hpp"
+#include "core/task_id.hpp"
 
 #include <sys/stat.h>
 
@@ -243,10 +244,7 @@ std::string line_col(const std::string& text, size_t pos) {
 
 // ---- ids and topics ------------------------------------------------------------------------
 
-bool valid_task_id(const std::string& id) {
-    static const std::regex kId("[A-Za-z0-9][A-Za-z0-9._:-]{0,127}");
-    return std::regex_match(id, kId);
-}
+bool valid_task_id(const std::string& id) { return cpn::is_valid_task_id(id); }
 
 std::string generate_task_id() {
     std::random_device rd;

@@ -26,8 +26,6 @@ std::vector<KindInfo>& kinds_storage() {
     return k;
 }
 
-bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
-
 Rejection reject(std::string code, std::string message, std::string id = "") {
     return Rejection{std::move(code), std::move(message), std::move(id)};
 }
@@ -86,12 +84,6 @@ std::optional<Rejection> check_path(const std::string& path, const AdmissionLimi
 }
 
 }  // namespace
-
-bool is_valid_task_id(const std::string& id) {
-    if (id.empty() || id.size() > 128 || !is_alnum(id[0])) return false;
-    return std::all_of(id.begin(), id.end(),
-                       [](char c) { return is_alnum(c) || c == '.' || c == '_' || c == ':' || c == '-'; });
-}
 
 std::string check_reply_topic(const std::string& topic, const std::string& prefix) {
     if (topic.size() > 256) return "is longer than 256 bytes";

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.hpp"
+#include "core/task_id.hpp"
 #include "inventory/device.hpp"
 
 namespace cpn::tasks {
@@ -78,9 +79,6 @@ struct Rejection {
     std::string message;
     std::string id;  // the task id when it could be read ("" otherwise)
 };
-
-/* A task id: 1 to 128 of letters, digits, '.', '_', ':', '-', the first a letter or digit. */
-bool is_valid_task_id(const std::string& id);
 
 /* Parses and validates a submit payload. On failure returns the rejection (with the id when it
  * was readable, so the submitter can match the answer). */

@@ -453,9 +453,9 @@ void check_auto_pad(const Node& n) {
         fail_unsupported(n.where() + ": auto_pad '" + ap + "' is not supported");
 }
 
-// Output sizes and pads of Conv / pooling from the input shape [N, C, D1...] and the kernel.
 }  // namespace
 
+// Output sizes and pads of Conv / pooling from the input shape [N, C, D1...] and the kernel.
 Geo make_geo(const Node& n, const Shape& xs, const std::vector<int64_t>& kernel, bool ceil_mode, bool use_dilations) {
     if (xs.size() < 3) fail(n.where() + ": input of shape " + shape_str(xs) + " needs rank >= 3 ([N, C, spatial...])");
     const size_t r = xs.size() - 2;

@@ -32,6 +32,13 @@ int64_t int_attr(const Device& d, const std::string& key) {
     return v;
 }
 
+bool bool_attr(const Device& d, const std::string& key) {
+    auto it = d.attributes.find(key);
+    if (it == d.attributes.end()) return false;
+    const auto* b = std::get_if<bool>(&it->second.value);
+    return b != nullptr && *b;
+}
+
 std::string str_attr(const Device& d, const std::string& key) {
     auto get = [&](const Attributes& a) -> std::string {
         auto it = a.find(key);
@@ -296,6 +303,36 @@ Peak theoretical_peak(const Device& d, const std::string& kind, int threads, dou
     if (nvidia) return cuda_peak(d, kind, clock_mhz);
     return unknown("no per-unit rate table for " + (d.vendor.empty() ? std::string("this vendor") : d.vendor) +
                    " " + to_string(d.device_class) + " devices");
+}
+
+PeakVerdict judge_against_peak(const Device& d, const std::string& kind, int threads, double value,
+                               const std::string& unit, const Peak& peak, double clock_max_mhz) {
+    PeakVerdict v;
+    if (!peak.known || peak.value <= 0) return v;
+    v.bound = peak.value;
+    for (const PeakInput& in : peak.inputs)
+        if (in.name == "clock") v.bound_clock_mhz = in.value;
+    if (peak.clock_measured && clock_max_mhz > v.bound_clock_mhz) {
+        const Peak at_max = theoretical_peak(d, kind, threads, clock_max_mhz);
+        if (at_max.known && at_max.value > v.bound) {
+            v.bound = at_max.value;
+            v.bound_clock_mhz = clock_max_mhz;
+        }
+    }
+    const bool guest = d.device_class == DeviceClass::cpu && bool_attr(d, "cpu.hypervisor");
+    v.tolerance = !peak.clock_measured ? 1.6 : guest ? 1.10 : 1.03;
+    if (value <= v.bound * v.tolerance) return v;
+    v.above = true;
+    char buf[400];
+    std::snprintf(buf, sizeof buf,
+                  "measured %.4g %s is above the theoretical peak %.4g %s at the highest clock seen "
+                  "(%.0f MHz) by more than the %.0f %% a %s allows: not published as capacity",
+                  value, unit.c_str(), v.bound, unit.c_str(), v.bound_clock_mhz, (v.tolerance - 1) * 100,
+                  !peak.clock_measured ? "nominal clock (boost may exceed it)"
+                  : guest              ? "measurement under a hypervisor"
+                                       : "measured clock");
+    v.reason = buf;
+    return v;
 }
 
 }  // namespace cpn::bench

@@ -52,4 +52,19 @@ CpuUarch cpu_uarch(const Device& cpu);
  * the attributes the CUDA plugin reports (SM count, clock, compute capability, memory bus). */
 Peak theoretical_peak(const Device& device, const std::string& kind, int threads, double clock_mhz);
 
+/* Whether a measured figure can be real. It cannot when it passes the peak at the highest clock
+ * seen during its samples (a clock probe only reads low: an interrupt, a hypervisor's steal or a
+ * busy hyperthread sibling slows its add chain, nothing speeds it up) by more than the
+ * measurement can err: 3 % with a measured clock, 10 % on a CPU under a hypervisor (the guest's
+ * CPU time and its clock probe both carry the host's noise), 60 % with a nominal clock (boost). */
+struct PeakVerdict {
+    bool above = false;
+    double bound = 0;        // the peak at the highest clock seen, in the figure's unit per second
+    double bound_clock_mhz = 0;
+    double tolerance = 1;    // the factor allowed above `bound`
+    std::string reason;      // when above: the figures, the clock and the tolerance
+};
+PeakVerdict judge_against_peak(const Device& device, const std::string& kind, int threads, double value,
+                               const std::string& unit, const Peak& peak, double clock_max_mhz);
+
 }  // namespace cpn::bench

@@ -35,10 +35,6 @@ double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-/* Allowed above the computed peak before a figure is called impossible: clocks and table
- * rates are rounded, and a measured clock has its own error. */
-constexpr double kPeakTolerance = 1.03;
-
 }  // namespace
 
 const std::vector<KindInfo>& kinds() {
@@ -154,18 +150,16 @@ public:
         if (f.status != "ok") return f;
         if (f.clock_mhz <= 0) f.clock_mhz = clock_mhz;
         if (category != "task") {
+            // Efficiency at the figure's median clock; "impossible" judged at the highest clock
+            // seen (its samples' probes and the run's clock figure).
             f.peak = theoretical_peak(dev_, kind, threads, f.clock_mhz);
             if (f.peak.known && f.peak.value > 0) {
                 f.efficiency = f.value / f.peak.value;
-                // With a nominal (unmeasured) clock, boost may legitimately run 60 % above it.
-                const double tolerance = f.peak.clock_measured ? kPeakTolerance : 1.6;
-                if (f.value > f.peak.value * tolerance) {
+                const PeakVerdict v = judge_against_peak(dev_, kind, threads, f.value, unit, f.peak,
+                                                         std::max(f.clock_max_mhz, clock_mhz));
+                if (v.above) {
                     f.status = "above_peak";
-                    char buf[256];
-                    std::snprintf(buf, sizeof buf,
-                                  "measured %.4g %s is above the theoretical peak %.4g %s: not published as capacity",
-                                  f.value, unit.c_str(), f.peak.value, unit.c_str());
-                    f.reason = buf;
+                    f.reason = v.reason;
                 }
             }
         }
@@ -323,7 +317,10 @@ private:
             f.reason = "measured on a busy node: after " + std::to_string(preempted) +
                        " preempted samples were discarded, the rest were taken as they came (the figure may be low)";
         f.value = f.stats.median;
-        if (!clocks.empty()) f.clock_mhz = summarise(clocks).median;
+        if (!clocks.empty()) {
+            f.clock_mhz = summarise(clocks).median;
+            f.clock_max_mhz = *std::max_element(clocks.begin(), clocks.end());
+        }
         return "ok";
     }
 

@@ -60,7 +60,8 @@ struct Figure {
     double value = 0;           // median, in `unit`
     SampleStats stats;          // over the rates, in `unit`
     uint64_t reps = 0, bytes = 0;
-    double clock_mhz = 0;       // clock during the figure, when known
+    double clock_mhz = 0;       // clock during the figure, when known (median over its samples)
+    double clock_max_mhz = 0;   // the highest of its samples' clocks (judging "above_peak"); not serialised
     Peak peak;
     double efficiency = 0;      // value / peak.value when the peak is known
     std::string check;          // what the plugin verified

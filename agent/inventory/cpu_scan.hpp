@@ -30,6 +30,8 @@ struct CpuIdentity {
     std::string vendor, model;
     int family = -1, model_id = -1;
     double mhz = 0;                      // "cpu MHz" of the first processor, 0 if absent
+    int hypervisor = -1;                 // x86: 1 under a hypervisor (the "hypervisor" flag), else
+                                         // 0; -1 where cpuinfo cannot tell (other architectures)
 };
 CpuIdentity parse_cpu_identity(const std::string& cpuinfo, const std::string& arch);
 

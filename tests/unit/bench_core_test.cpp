@@ -132,6 +132,62 @@ TEST(BenchPeak, KnownCpus) {
     EXPECT_FALSE(theoretical_peak(altra, "bench.mem.triad", 0, 0).known);
 }
 
+TEST(BenchPeak, ImpossibleIsJudgedAtTheHighestClockSeenWithTheMeasurementsMargin) {
+    // A 2-core Zen 4 whose fp32 samples probed a median of 3523 MHz and at most 3680 MHz.
+    Device genoa = cpu_device("AMD", 0x19, 0x11, 2, 2596, {"avx2", "fma", "avx512f"});
+    const Peak at_median = theoretical_peak(genoa, "bench.fp32", 0, 3523);
+    expect_near_rel(at_median.value, 2 * 3523e6 * 32, 1e-12);
+    const double real = 2 * 3680e6 * 32 * 0.995;  // what the cores did at 3680 MHz
+
+    // At the median clock alone the figure would look 4 % too fast; at the highest clock seen it
+    // is 99.5 % of the peak.
+    ASSERT_GT(real, at_median.value * 1.03);
+    PeakVerdict v = judge_against_peak(genoa, "bench.fp32", 0, real, "FLOP/s", at_median, 3680);
+    EXPECT_FALSE(v.above) << v.reason;
+    EXPECT_DOUBLE_EQ(v.bound_clock_mhz, 3680);
+    expect_near_rel(v.bound, 2 * 3680e6 * 32, 1e-12);
+    EXPECT_DOUBLE_EQ(v.tolerance, 1.03);
+    // Without a higher reading, the same figure is impossible on bare metal...
+    v = judge_against_peak(genoa, "bench.fp32", 0, real, "FLOP/s", at_median, 0);
+    EXPECT_TRUE(v.above);
+    EXPECT_NE(v.reason.find("above the theoretical peak"), std::string::npos) << v.reason;
+    EXPECT_NE(v.reason.find("3523 MHz"), std::string::npos) << v.reason;
+    EXPECT_NE(v.reason.find("3 %"), std::string::npos) << v.reason;
+    // ... and within the margin in a guest, where CPU time and the probe carry the host's noise.
+    Device guest = genoa;
+    guest.attributes["cpu.hypervisor"] = Attribute{true, ""};
+    v = judge_against_peak(guest, "bench.fp32", 0, real, "FLOP/s", at_median, 0);
+    EXPECT_FALSE(v.above) << v.reason;
+    EXPECT_DOUBLE_EQ(v.tolerance, 1.10);
+    // A gross error (an op count twice too high) is caught everywhere.
+    for (const Device* d : {&genoa, &guest}) {
+        v = judge_against_peak(*d, "bench.fp32", 0, 2 * real, "FLOP/s", at_median, 3680);
+        EXPECT_TRUE(v.above);
+    }
+    v = judge_against_peak(guest, "bench.fp32", 0, 2 * real, "FLOP/s", at_median, 3680);
+    EXPECT_NE(v.reason.find("under a hypervisor"), std::string::npos) << v.reason;
+    // A lower "highest" reading never tightens the bound below the median's peak.
+    v = judge_against_peak(genoa, "bench.fp32", 0, at_median.value * 1.02, "FLOP/s", at_median, 3000);
+    EXPECT_FALSE(v.above);
+    expect_near_rel(v.bound, at_median.value, 1e-12);
+    // With a nominal clock (nothing measured), boost may run 60 % above it; the highest-clock
+    // reading is not consulted because there is none.
+    const Peak nominal = theoretical_peak(genoa, "bench.fp32", 0, 0);
+    EXPECT_FALSE(nominal.clock_measured);
+    EXPECT_FALSE(judge_against_peak(genoa, "bench.fp32", 0, nominal.value * 1.5, "FLOP/s", nominal, 0).above);
+    v = judge_against_peak(genoa, "bench.fp32", 0, nominal.value * 1.7, "FLOP/s", nominal, 0);
+    EXPECT_TRUE(v.above);
+    EXPECT_NE(v.reason.find("nominal clock"), std::string::npos) << v.reason;
+    // The hypervisor margin is for CPUs: a passed-through GPU keeps its own clocks.
+    Device gpu = h100_sxm();
+    gpu.attributes["cpu.hypervisor"] = Attribute{true, ""};
+    const Peak gp = theoretical_peak(gpu, "bench.fp32", 0, 1980);
+    EXPECT_TRUE(judge_against_peak(gpu, "bench.fp32", 0, gp.value * 1.05, "FLOP/s", gp, 1980).above);
+    // No peak, no verdict.
+    EXPECT_FALSE(judge_against_peak(genoa, "bench.mem.triad", 0, 1e15, "B/s",
+                                    theoretical_peak(genoa, "bench.mem.triad", 0, 3523), 3680).above);
+}
+
 TEST(BenchPeak, UnknownVendorGpuSaysWhy) {
     Device d;
     d.device_class = DeviceClass::gpu;

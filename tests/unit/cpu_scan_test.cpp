@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <variant>
 
 namespace cpn {
 namespace {
@@ -51,6 +52,11 @@ TEST(CpuScan, ThisMachineCoresThreadsAndIsa) {
     for (const std::string& f : c.isa) EXPECT_TRUE(flags.count(f)) << f;
     for (const char* f : {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "fma"})
         EXPECT_EQ(has(c.isa, f), flags.count(f) == 1) << f;
+    // Whether this machine is a guest, as the kernel's flags say.
+    auto hv = hs.cpu.attributes.find("cpu.hypervisor");
+    ASSERT_NE(hv, hs.cpu.attributes.end());
+    ASSERT_TRUE(std::holds_alternative<bool>(hv->second.value));
+    EXPECT_EQ(std::get<bool>(hv->second.value), flags.count("hypervisor") == 1);
 #endif
     EXPECT_TRUE(has(std::vector<std::string>{"fp32"}, to_string(hs.cpu.precisions[1])));
 }
@@ -71,6 +77,13 @@ TEST(CpuScan, X86FeaturesAndPrecisions) {
     EXPECT_EQ(id.family, 25);
     EXPECT_EQ(id.model_id, 17);
     EXPECT_DOUBLE_EQ(id.mhz, 2400.0);
+    EXPECT_EQ(id.hypervisor, 0);
+    // A guest: the kernel lists the CPUID "hypervisor" bit among the flags.
+    EXPECT_EQ(parse_cpu_identity(info + "flags\t\t: fpu avx2 hypervisor lahf_lm\n", "x86_64").hypervisor, 0)
+        << "only the first processor's flags count";
+    std::string guest = info;
+    guest.replace(guest.find("mmx\n"), 4, "mmx hypervisor\n");
+    EXPECT_EQ(parse_cpu_identity(guest, "x86_64").hypervisor, 1);
 }
 
 TEST(CpuScan, ArmNeonSveDotprod) {
@@ -86,6 +99,7 @@ TEST(CpuScan, ArmNeonSveDotprod) {
     EXPECT_EQ(p, (std::vector<Precision>{Precision::fp64, Precision::fp32, Precision::fp16,
                                          Precision::bf16, Precision::int8}));
     EXPECT_EQ(parse_cpu_identity(info, "aarch64").vendor, "HiSilicon");
+    EXPECT_EQ(parse_cpu_identity(info, "aarch64").hypervisor, -1) << "cpuinfo cannot tell on ARM";
 }
 
 TEST(CpuScan, RiscvVectorExtension) {

@@ -656,7 +656,8 @@ def _cpu_fp32(cap_doc):
     cpu = [d for d in rec["l0"]["devices"] if d["device_id"] == "cpu"]
     assert cpu, f"no CPU in the capacity record: {[d['device_id'] for d in rec['l0']['devices']]}"
     figs = {f["name"]: f for f in cpu[0]["figures"]}
-    assert figs["fp32"]["status"] == "ok", figs["fp32"]
+    # The whole figure on failure (its reason, clock and peak inputs), not pytest's shortened repr.
+    assert figs["fp32"]["status"] == "ok", json.dumps(figs["fp32"], indent=1)
     return figs["fp32"]
 
 

@@ -59,34 +59,13 @@ Setter string_key(std::function<std::string&(Config&)> field,
     };
 }
 
-Setter int_key(std::function<int&(Config&)> field, long lo, long hi) {
+/* An integer key in [lo, hi], for an int or an int64_t field: decimal digits only, the whole
+ * scalar (no "12abc", no "1e3"). */
+template <typename T>
+Setter integer_key(std::function<T&(Config&)> field, int64_t lo, int64_t hi) {
     return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
         if (n.IsNull()) return;
-        long v = 0;
-        bool ok = n.IsScalar();
-        if (ok) {
-            const std::string& s = n.Scalar();
-            size_t used = 0;
-            try {
-                v = std::stol(s, &used, 10);
-            } catch (...) {
-                ok = false;
-            }
-            ok = ok && used == s.size() && !s.empty();
-        }
-        if (!ok) return ctx.error(n.Mark(), key, "expected an integer, got " + describe(n));
-        if (v < lo || v > hi)
-            return ctx.error(n.Mark(), key,
-                             "must be between " + std::to_string(lo) + " and " +
-                                 std::to_string(hi) + ", got " + std::to_string(v));
-        field(c) = static_cast<int>(v);
-    };
-}
-
-Setter int64_key(std::function<int64_t&(Config&)> field, int64_t lo, int64_t hi) {
-    return [=](const YAML::Node& n, const std::string& key, Ctx& ctx, Config& c) {
-        if (n.IsNull()) return;
-        int64_t v = 0;
+        long long v = 0;
         bool ok = n.IsScalar();
         if (ok) {
             const std::string& s = n.Scalar();
@@ -103,8 +82,16 @@ Setter int64_key(std::function<int64_t&(Config&)> field, int64_t lo, int64_t hi)
             return ctx.error(n.Mark(), key,
                              "must be between " + std::to_string(lo) + " and " +
                                  std::to_string(hi) + ", got " + std::to_string(v));
-        field(c) = v;
+        field(c) = static_cast<T>(v);
     };
+}
+
+Setter int_key(std::function<int&(Config&)> field, long lo, long hi) {
+    return integer_key<int>(std::move(field), lo, hi);
+}
+
+Setter int64_key(std::function<int64_t&(Config&)> field, int64_t lo, int64_t hi) {
+    return integer_key<int64_t>(std::move(field), lo, hi);
 }
 
 Setter double_key(std::function<double&(Config&)> field, double lo, double hi) {

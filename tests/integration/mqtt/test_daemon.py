@@ -678,8 +678,13 @@ def test_capacity_measured_on_first_start_then_cached(broker, brain, agent, node
     # Telemetry now carries the capacity scaled by what is free.
     t = wait_telemetry(brain, measured.index, 1, timeout=5)
     avail = t.doc["available_capacity"]
-    assert 0 < avail["l2"] <= measured.doc["capacity"]["l2"]["node"] + 1e-9, avail
-    assert 0 <= avail["devices"]["cpu"]["free_fraction"] <= 1, avail
+    assert 0 <= avail["l2"] <= measured.doc["capacity"]["l2"]["node"] + 1e-9, avail
+    # The CPU's share is its L2 score times the fraction that is free: 0 when other work fills the
+    # CPU (CI runs tests side by side), so the relation is checked, not a positive figure.
+    free = avail["devices"]["cpu"]["free_fraction"]
+    assert 0 <= free <= 1, avail
+    cpu_l2 = [d for d in measured.doc["capacity"]["devices"] if d["device_id"] == "cpu"][0]["l2"]
+    assert cpu_l2 > 0 and abs(avail["devices"]["cpu"]["l2"] - cpu_l2 * free) <= 1e-9 * cpu_l2, (cpu_l2, avail)
     # A restart on the same hardware publishes the stored record at birth: no re-measurement.
     agent.signal(signal.SIGTERM)
     agent.wait_exit(5)

@@ -3,7 +3,8 @@
 // of "class,pci_address,model[,unhealthy reason]" entries, so a test can pair it with a recorded
 // sysfs tree and check that discovery joins both views of one device. A fifth field sets a
 // behaviour for the execution half: "lost-after-N" makes run() report the device lost after N
-// successful runs (a device that fails mid-benchmark).
+// successful runs (a device that fails mid-benchmark); "slow-first-N" makes the first run of
+// each prepared workload N ms slower (one-time costs: a thread pool, allocations, a JIT).
 //
 // Execution: bench.int8 and bench.fp16 (cpn_bench.h) are computed for real on the host (an int8
 // dot product, an fp32 FMA recurrence standing in for the fake unit's fp16) and verified, so the
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpn_backend.h"
@@ -85,19 +87,22 @@ struct Handle {
     uint32_t index = 0;
     int lost_after = -1;  // runs before the device is "lost"; -1 never
     int runs = 0;
+    int slow_first_ms = 0;  // added to each prepared workload's first run
 };
 struct Prepared {
     Handle* dev = nullptr;
     std::string kind;
     uint64_t reps = 1;
+    bool ran = false;
 };
 
 cpn_status device_open(uint32_t i, cpn_device_handle** out, cpn_msg* err) {
     auto all = devices();
     if (i >= all.size()) return fail(err, CPN_E_INVALID_ARGUMENT, "fakeaccel: no device %u", i);
-    auto* h = new Handle{i, -1, 0};
+    auto* h = new Handle{i, -1, 0, 0};
     const std::string& b = all[i].behaviour;
     if (b.rfind("lost-after-", 0) == 0) h->lost_after = std::atoi(b.c_str() + 11);
+    if (b.rfind("slow-first-", 0) == 0) h->slow_first_ms = std::atoi(b.c_str() + 11);
     *out = reinterpret_cast<cpn_device_handle*>(h);
     return CPN_OK;
 }
@@ -115,7 +120,7 @@ cpn_status query(cpn_device_handle*, const cpn_workload* w, cpn_query_result* ou
 
 cpn_status prepare(cpn_device_handle* h, const cpn_workload* w, cpn_prepared** out, cpn_msg* err) {
     if (!runs_kind(w->kind)) return fail(err, CPN_E_UNSUPPORTED, "fakeaccel: no unit for %s", w->kind);
-    auto* p = new Prepared{reinterpret_cast<Handle*>(h), w->kind, 1};
+    auto* p = new Prepared{reinterpret_cast<Handle*>(h), w->kind, 1, false};
     if (const char* r = std::strstr(w->params_json, "\"reps\":")) p->reps = std::strtoull(r + 7, nullptr, 10);
     *out = reinterpret_cast<cpn_prepared*>(p);
     return CPN_OK;
@@ -135,6 +140,9 @@ cpn_status run(cpn_prepared* pp, cpn_run_io* io, const cpn_run_control* ctl, cpn
             std::memcpy(&reps, io->inputs[i].data, 8);
     constexpr int kN = 4096;
     const auto t0 = std::chrono::steady_clock::now();
+    if (!p->ran && p->dev->slow_first_ms > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(p->dev->slow_first_ms));
+    p->ran = true;
     double ops = 0;
     bool ok = true;
     if (p->kind == "bench.int8") {

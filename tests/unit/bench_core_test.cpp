@@ -511,6 +511,20 @@ TEST_F(BenchSuiteFake, FigureAboveThePhysicalLimitIsFlaggedNotPublished) {
     EXPECT_EQ(best_figures(r.devices[0]).count("int8"), 0u);
 }
 
+TEST_F(BenchSuiteFake, CalibrationIsNotFooledByASlowFirstRun) {
+    // Device A's first run of each workload pays 30 ms of one-time costs, fifteen 2 ms samples'
+    // worth: calibrating on that run alone would settle on one repetition per sample (a few
+    // microseconds here), and the samples would time the clock's jitter.
+    ::setenv("CPN_FAKE_ACCEL_DEVICES", "npu,0000:01:00.0,Fake NPU A,,slow-first-30", 1);
+    opt_.device_ids = {"pci-0000:01:00.0"};
+    BenchReport r = run_suite(inv_, opt_);
+    ASSERT_EQ(r.devices.size(), 1u);
+    const Figure* f = find_figure(r.devices[0], "int8");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(f->status, "ok") << f->reason;
+    EXPECT_GT(f->reps, 10u) << "calibrated on the slow first run";
+}
+
 TEST_F(BenchSuiteFake, CancelStopsCleanly) {
     std::atomic<int32_t> cancel{1};
     opt_.cancel = &cancel;

@@ -69,7 +69,8 @@
 /* Version of the kinds, parameters and result fields above, of the task-level reference jobs
  * the workloads register and of how the core judges a figure (2: the render reference,
  * task.render; 3: the inference reference, task.infer; 4: "above_peak" judged at the highest
- * clock seen, with a margin for guests, so a figure cached as above_peak is measured again);
+ * clock seen, with a margin for guests, so a figure cached as above_peak is measured again, and
+ * a calibration that a slow first run no longer cuts short);
  * part of the capacity cache fingerprint, so a change here re-benchmarks every node. */
 #define CPN_BENCH_SUITE_VERSION "4"
 

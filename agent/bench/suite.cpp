@@ -155,11 +155,11 @@ public:
             f.peak = theoretical_peak(dev_, kind, threads, f.clock_mhz);
             if (f.peak.known && f.peak.value > 0) {
                 f.efficiency = f.value / f.peak.value;
-                const PeakVerdict v = judge_against_peak(dev_, kind, threads, f.value, unit, f.peak,
-                                                         std::max(f.clock_max_mhz, clock_mhz));
-                if (v.above) {
+                f.limit = judge_against_peak(dev_, kind, threads, f.value, unit, f.peak,
+                                             std::max(f.clock_max_mhz, clock_mhz));
+                if (f.limit.above) {
                     f.status = "above_peak";
-                    f.reason = v.reason;
+                    f.reason = f.limit.reason;
                 }
             }
         }
@@ -586,6 +586,9 @@ void to_json(nlohmann::json& j, const Figure& f) {
         if (f.clock_mhz > 0) j["clock_mhz"] = f.clock_mhz;
         j["peak"] = peak_json(f.peak);
         if (f.peak.known) j["efficiency"] = f.efficiency;
+        if (f.peak.known && f.limit.bound > 0)
+            j["limit"] = {{"value", f.limit.bound}, {"clock_mhz", f.limit.bound_clock_mhz},
+                          {"tolerance", f.limit.tolerance}};
         j["check"] = f.check;
         j["seconds"] = f.seconds;
         if (!f.detail.empty()) j["detail"] = f.detail;
@@ -618,6 +621,12 @@ void from_json(const nlohmann::json& j, Figure& f) {
     f.clock_mhz = j.value("clock_mhz", 0.0);
     if (j.contains("peak")) f.peak = peak_from_json(j["peak"]);
     f.efficiency = j.value("efficiency", 0.0);
+    if (j.contains("limit") && j["limit"].is_object()) {
+        f.limit.bound = j["limit"].value("value", 0.0);
+        f.limit.bound_clock_mhz = j["limit"].value("clock_mhz", 0.0);
+        f.limit.tolerance = j["limit"].value("tolerance", 1.0);
+        f.limit.above = f.status == "above_peak";
+    }
     f.check = j.value("check", "");
     f.seconds = j.value("seconds", 0.0);
     f.detail = j.value("detail", std::map<std::string, double>{});

@@ -64,6 +64,7 @@ struct Figure {
     double clock_max_mhz = 0;   // the highest of its samples' clocks (judging "above_peak"); not serialised
     Peak peak;
     double efficiency = 0;      // value / peak.value when the peak is known
+    PeakVerdict limit;          // what "above_peak" was judged against (bound, clock, tolerance)
     std::string check;          // what the plugin verified
     double seconds = 0;         // wall time spent on this figure, preparation included
     std::map<std::string, double> detail;  // the backend's extra figures (medians), e.g. queued_to_end_s

@@ -509,6 +509,14 @@ TEST_F(BenchSuiteFake, FigureAboveThePhysicalLimitIsFlaggedNotPublished) {
     EXPECT_NE(f->reason.find("above the theoretical peak"), std::string::npos);
     EXPECT_GT(f->efficiency, 1.0);
     EXPECT_EQ(best_figures(r.devices[0]).count("int8"), 0u);
+    // The limit it was judged against travels with it, and reads back.
+    nlohmann::json j = *f;
+    ASSERT_TRUE(j.contains("limit")) << j.dump();
+    EXPECT_GT(j["value"].get<double>(), j["limit"]["value"].get<double>() * j["limit"]["tolerance"].get<double>());
+    EXPECT_DOUBLE_EQ(j["limit"]["tolerance"].get<double>(), 1.6) << "the fake CPU's clock is nominal, not measured";
+    const Figure back = j.get<Figure>();
+    EXPECT_DOUBLE_EQ(back.limit.bound, f->limit.bound);
+    EXPECT_DOUBLE_EQ(back.limit.tolerance, f->limit.tolerance);
 }
 
 TEST_F(BenchSuiteFake, CalibrationIsNotFooledByASlowFirstRun) {

@@ -138,6 +138,25 @@ CpuUarch cpu_uarch(const Device& d) {
                  false};
         }
     }
+    if (vendor == "Arm" && (arch == "aarch64" || arch == "arm64")) {
+        // Arm Ltd cores by CPU part. Rates for NEON (the CPU backend's arm64 kernels): FMLA on
+        // every FP/ASIMD pipe, SDOT 16 MACs per 128-bit pipe, FP16 arithmetic twice fp32's lanes.
+        auto neon = [](const char* name, double pipes, const char* guide) {
+            return CpuUarch{name, 4 * pipes, 8 * pipes, 16 * pipes, 0, 32 * pipes, 0, 0,
+                            std::string(guide) + ": " + std::to_string(static_cast<int>(pipes)) +
+                                " 128-bit FP/ASIMD pipes, each with FMLA and SDOT",
+                            false};
+        };
+        switch (model) {
+            case 0xd08: u = neon("Cortex-A72", 2, "Cortex-A72 Software Optimization Guide"); break;
+            case 0xd0b: u = neon("Cortex-A76", 2, "Cortex-A76 Software Optimization Guide"); break;
+            case 0xd0c: u = neon("Neoverse N1", 2, "Neoverse N1 Software Optimization Guide"); break;
+            case 0xd49: u = neon("Neoverse N2", 2, "Neoverse N2 Software Optimization Guide"); break;
+            case 0xd40: u = neon("Neoverse V1", 4, "Neoverse V1 Software Optimization Guide"); break;
+            case 0xd4f: u = neon("Neoverse V2", 4, "Neoverse V2 Software Optimization Guide"); break;
+            default: break;
+        }
+    }
     if (u.name.empty()) {
         // Not in the table: a labelled guess from the ISA, so a figure can still be judged.
         if (arch == "x86_64" && has_isa(d, "avx512f")) {
@@ -149,10 +168,13 @@ CpuUarch cpu_uarch(const Device& d) {
         } else if (arch == "x86_64") {
             u = {"unknown SSE core", 4, 8, 0, 0, 0, 0, 0,
                  "not in the table: assumed one 128-bit multiply and one add per cycle", true};
-        } else if (arch == "aarch64") {
-            u = {"unknown Arm core", 8, 16, has_isa(d, "fp16") ? 32.0 : 0.0, 0,
-                 has_isa(d, "dotprod") ? 64.0 : 0.0, 0, 0,
-                 "not in the table: assumed two 128-bit NEON FMA pipes (Neoverse N1/N2 class)", true};
+        } else if (arch == "aarch64" || arch == "arm64") {
+            // The widest NEON cores have four pipes: an upper bound, so "above the peak" still
+            // means impossible (two-pipe cores read half their efficiency; the label says why).
+            u = {"unknown Arm core", 16, 32, 64, 0, 128, 0, 0,
+                 "not in the table: assumed at most four 128-bit NEON FMA pipes (Neoverse V1/V2 "
+                 "class; a two-pipe core reaches half of this)",
+                 true};
         } else {
             u = {"unknown core", 2, 4, 0, 0, 0, 0, 0,
                  "not in the table: assumed one 128-bit FMA pipe (RVV VLEN unknown)", true};

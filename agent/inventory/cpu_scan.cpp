@@ -128,7 +128,14 @@ CpuIdentity parse_cpu_identity(const std::string& cpuinfo, const std::string& ar
         id.vendor = impl;
         for (const auto& [code, name] : kImpl)
             if (impl == code) id.vendor = name;
-        id.model = "CPU part " + first_field(cpuinfo, "CPU part");
+        const std::string part = first_field(cpuinfo, "CPU part");
+        id.model = "CPU part " + part;
+        try {
+            size_t used = 0;
+            const int v = std::stoi(part, &used, 16);  // "0xd0c"
+            if (used == part.size()) id.model_id = v;
+        } catch (...) {
+        }
         std::string mn = first_field(cpuinfo, "model name");
         if (!mn.empty()) id.model = mn;
     } else if (arch == "riscv64") {

@@ -28,7 +28,7 @@ std::vector<Precision> cpu_precisions(const std::vector<std::string>& isa);
 /* Model name, vendor, family and model number from /proc/cpuinfo text. */
 struct CpuIdentity {
     std::string vendor, model;
-    int family = -1, model_id = -1;
+    int family = -1, model_id = -1;      // x86: family and model; arm64: model_id is the CPU part
     double mhz = 0;                      // "cpu MHz" of the first processor, 0 if absent
     int hypervisor = -1;                 // x86: 1 under a hypervisor (the "hypervisor" flag), else
                                          // 0; -1 where cpuinfo cannot tell (other architectures)

@@ -122,14 +122,39 @@ TEST(BenchPeak, KnownCpus) {
     expect_near_rel(theoretical_peak(client, "bench.fp32", 0, 0).value, 6 * 4.6e9 * 32, 1e-9);
     EXPECT_FALSE(theoretical_peak(client, "bench.bf16", 0, 0).known);
 
-    // An Arm server core not in the table: a labelled assumption.
-    Device altra = cpu_device("", -1, -1, 80, 3000, {"neon", "dotprod"}, "aarch64");
-    CpuUarch u = cpu_uarch(altra);
-    EXPECT_TRUE(u.assumed);
-    Peak a = theoretical_peak(altra, "bench.fp32", 0, 0);
-    expect_near_rel(a.value, 80 * 3e9 * 16, 1e-9);
-    EXPECT_NE(a.inputs.back().source.find("assumed"), std::string::npos);
+    // Arm cores by CPU part (implementer 0x41 reads "Arm"): Ampere Altra is Neoverse N1, two
+    // 128-bit pipes; Graviton3 is Neoverse V1, four.
+    auto arm = [](int part, int cores, uint32_t mhz, std::vector<std::string> isa) {
+        Device d = cpu_device("Arm", -1, -1, cores, mhz, std::move(isa), "aarch64");
+        d.attributes["cpu-model.vendor_id"] = Attribute{std::string("Arm"), ""};
+        d.attributes["cpu-model.id"] = Attribute{int64_t{part}, ""};
+        return d;
+    };
+    Device altra = arm(0xd0c, 80, 3000, {"neon", "fp16", "dotprod"});
+    EXPECT_EQ(cpu_uarch(altra).name, "Neoverse N1");
+    EXPECT_FALSE(cpu_uarch(altra).assumed);
+    expect_near_rel(theoretical_peak(altra, "bench.fp32", 0, 0).value, 80 * 3e9 * 16, 1e-9);
+    expect_near_rel(theoretical_peak(altra, "bench.int8", 0, 0).value, 80 * 3e9 * 64, 1e-9);
     EXPECT_FALSE(theoretical_peak(altra, "bench.mem.triad", 0, 0).known);
+    Device graviton3 = arm(0xd40, 64, 2600, {"neon", "fp16", "dotprod", "sve", "bf16"});
+    EXPECT_EQ(cpu_uarch(graviton3).name, "Neoverse V1");
+    expect_near_rel(theoretical_peak(graviton3, "bench.fp32", 0, 0).value, 64 * 2.6e9 * 32, 1e-9);
+    expect_near_rel(theoretical_peak(graviton3, "bench.fp16", 0, 0).value, 64 * 2.6e9 * 64, 1e-9);
+    // A Cortex-A72 (Raspberry Pi 4 class) has neither FP16 arithmetic nor dot products.
+    Device a72 = arm(0xd08, 4, 1800, {"neon"});
+    expect_near_rel(theoretical_peak(a72, "bench.fp32", 0, 0).value, 4 * 1.8e9 * 16, 1e-9);
+    EXPECT_FALSE(theoretical_peak(a72, "bench.int8", 0, 0).known);
+    // An Arm core not in the table (here a HiSilicon part): the widest NEON core's rate, an upper
+    // bound, so a four-pipe core is never called impossible; labelled as an assumption.
+    Device other = cpu_device("HiSilicon", -1, -1, 64, 2600, {"neon", "dotprod"}, "aarch64");
+    CpuUarch u = cpu_uarch(other);
+    EXPECT_TRUE(u.assumed);
+    Peak a = theoretical_peak(other, "bench.fp32", 0, 0);
+    expect_near_rel(a.value, 64 * 2.6e9 * 32, 1e-9);
+    EXPECT_NE(a.inputs.back().source.find("assumed"), std::string::npos);
+    const Peak measured_clock = theoretical_peak(other, "bench.fp32", 1, 2600);
+    EXPECT_FALSE(judge_against_peak(other, "bench.fp32", 1, 2.6e9 * 32, "FLOP/s", measured_clock, 2600).above)
+        << "a Neoverse V-class core at its full rate";
 }
 
 TEST(BenchPeak, ImpossibleIsJudgedAtTheHighestClockSeenWithTheMeasurementsMargin) {

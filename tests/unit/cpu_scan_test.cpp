@@ -100,6 +100,8 @@ TEST(CpuScan, ArmNeonSveDotprod) {
                                          Precision::bf16, Precision::int8}));
     EXPECT_EQ(parse_cpu_identity(info, "aarch64").vendor, "HiSilicon");
     EXPECT_EQ(parse_cpu_identity(info, "aarch64").hypervisor, -1) << "cpuinfo cannot tell on ARM";
+    EXPECT_EQ(parse_cpu_identity(info, "aarch64").model_id, 0xd01) << "the CPU part";
+    EXPECT_EQ(parse_cpu_identity(info, "aarch64").family, -1);
 }
 
 TEST(CpuScan, RiscvVectorExtension) {

@@ -144,7 +144,8 @@ CpuUarch cpu_uarch(const Device& d) {
         auto neon = [](const char* name, double pipes, const char* guide) {
             return CpuUarch{name, 4 * pipes, 8 * pipes, 16 * pipes, 0, 32 * pipes, 0, 0,
                             std::string(guide) + ": " + std::to_string(static_cast<int>(pipes)) +
-                                " 128-bit FP/ASIMD pipes, each with FMLA (and SDOT where the ISA has dot products)",
+                                " 128-bit FP/ASIMD pipes, each with FMLA (and SDOT where the ISA "
+                                "has dot products)",
                             false};
         };
         switch (model) {

@@ -235,6 +235,7 @@ Peak cpu_peak(const Device& d, const std::string& kind, int threads, double cloc
     }
     p.inputs.push_back({"rate", per_cycle, unit, "uarch table: " + u.name + (u.assumed ? " (assumed)" : "") + ": " + u.source});
     p.known = true;
+    p.clock_mhz = clock_mhz;
     p.value = cores * clock_mhz * 1e6 * per_cycle;
     p.formula = "cores x clock x " + unit;
     return p;
@@ -313,6 +314,7 @@ Peak cuda_peak(const Device& d, const std::string& kind, double clock_mhz) {
     p.inputs.push_back({"rate", per_sm, "per SM per cycle", src});
     p.known = sms > 0 && clock_mhz > 0;
     if (!p.known) return unknown("SM count or clock not reported");
+    p.clock_mhz = clock_mhz;
     p.value = sms * clock_mhz * 1e6 * per_sm;
     p.formula = "SMs x clock x rate";
     return p;
@@ -333,8 +335,7 @@ PeakVerdict judge_against_peak(const Device& d, const std::string& kind, int thr
     PeakVerdict v;
     if (!peak.known || peak.value <= 0) return v;
     v.bound = peak.value;
-    for (const PeakInput& in : peak.inputs)
-        if (in.name == "clock") v.bound_clock_mhz = in.value;
+    v.bound_clock_mhz = peak.clock_mhz;
     if (peak.clock_measured && clock_max_mhz > v.bound_clock_mhz) {
         const Peak at_max = theoretical_peak(d, kind, threads, clock_max_mhz);
         if (at_max.known && at_max.value > v.bound) {

@@ -24,6 +24,7 @@ struct Peak {
     std::string formula;         // "cores x MHz x FLOP/cycle/core"
     std::vector<PeakInput> inputs;
     std::string reason;          // why it is unknown
+    double clock_mhz = 0;        // the clock it is computed at (0: no clock input, e.g. memory)
     bool clock_measured = true;  // false: the clock input is a discovered nominal figure, which
                                  // boost clocks may exceed (judge "above the peak" loosely)
 };

@@ -259,16 +259,19 @@ private:
         // Calibrate: grow reps until one sample lasts the planned time. The first run also pays
         // one-time costs (thread pools, allocations, cold caches), so it never ends the
         // calibration by itself: a first run that looks long enough is timed again.
-        uint64_t reps = 1, last_reps = 0;
+        uint64_t reps = 1;
+        bool settled = false;  // the last run was at the final reps
         RunOutcome o;
         for (int i = 0; i < 30; ++i) {
             if (cancelled()) return (f.reason = "cancelled", "cancelled");
             o = run_once(prep, reps);
             if (o.status != CPN_OK) return fail(f, o.status, "run: " + o.error);
-            last_reps = reps;
             const double secs = o.result.value("seconds", 0.0);
             if (secs >= plan_.sample_seconds * 0.7) {
-                if (i > 0) break;
+                if (i > 0) {
+                    settled = true;
+                    break;
+                }
                 continue;
             }
             reps = next_reps(reps, secs, plan_.sample_seconds);
@@ -278,7 +281,7 @@ private:
         if (o.result.contains("bytes") && o.result["bytes"].is_number_unsigned()) f.bytes = o.result["bytes"];
         // The calibration's last run, at the final reps and never the first run of all, was
         // already a warm-up sample.
-        for (int i = last_reps == reps ? 1 : 0; i < plan_.warmup; ++i) {
+        for (int i = settled ? 1 : 0; i < plan_.warmup; ++i) {
             o = run_once(prep, reps);
             if (o.status != CPN_OK) return fail(f, o.status, "run: " + o.error);
         }

@@ -58,7 +58,7 @@ Outbox::~Outbox() {
 void Outbox::close_db() {
     for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_, &peek_, &remove_, &drop_old_,
                              &oldest_telemetry_, &drop_upto_, &newest_created_, &add_dropped_,
-                             &reset_unreported_, &next_seq_, &sync_normal_, &sync_full_, &totals_, &meta_}) {
+                             &reset_unreported_, &next_seq_, &totals_, &meta_}) {
         sqlite3_finalize(*s);
         *s = nullptr;
     }
@@ -124,8 +124,6 @@ Status Outbox::prepare_all() {
         {&reset_unreported_, "UPDATE meta SET value = 0 WHERE key = 'dropped_unreported'"},
         {&next_seq_, "INSERT INTO sequences(name, value) VALUES (?1, 1) "
                      "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"},
-        {&sync_normal_, "PRAGMA synchronous=NORMAL"},
-        {&sync_full_, "PRAGMA synchronous=FULL"},
         {&totals_, "SELECT count(*), coalesce(sum(size), 0) FROM messages"},
         {&meta_, "SELECT key, value FROM meta"},
     };
@@ -373,10 +371,8 @@ Status Outbox::remove(int64_t id) {
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": remove: store is closed");
         // Not fsynced: see the header. WAL frames are checksummed in a chain, so a later FULL
         // commit makes this one durable too, and a power cut before it only undoes the remove.
-        {
-            StmtScope scope(sync_normal_);
-            sqlite3_step(sync_normal_);
-        }
+        if (Status s = sqlite_store::set_synchronous(path_, db_, false, "remove: set synchronous=NORMAL"); !s.ok())
+            return s;
         int64_t removed = 0, freed = 0;
         int rc;
         {
@@ -397,9 +393,8 @@ Status Outbox::remove(int64_t id) {
             if (Status t = load_totals(); !t.ok()) spdlog::warn("{}", t.message());
         }
         // Every other commit must stay durable on return.
-        StmtScope scope(sync_full_);
-        if (int frc = sqlite3_step(sync_full_); frc != SQLITE_DONE && result.ok())
-            result = error("remove: restore synchronous=FULL", frc);
+        Status r = sqlite_store::set_synchronous(path_, db_, true, "remove: restore synchronous=FULL");
+        if (!r.ok() && result.ok()) result = std::move(r);
         return result;
     } catch (const std::bad_alloc&) {
         return Status(Code::out_of_memory, path_ + ": remove: out of memory");
@@ -478,6 +473,11 @@ void Outbox::set_limits(OutboxLimits limits) {
 }
 
 bool Outbox::recovered_from_corruption() const { return recovered_; }
+
+int Outbox::synchronous_mode() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return db_ == nullptr ? -1 : sqlite_store::synchronous(db_);
+}
 
 bool Outbox::over_cap() {
     std::lock_guard<std::mutex> lock(mu_);

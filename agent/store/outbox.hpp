@@ -89,6 +89,9 @@ public:
 
     /* True when open() found a corrupt file and moved it aside. */
     bool recovered_from_corruption() const;
+    /* SQLite's PRAGMA synchronous in force (2 FULL between calls; -1 when closed or unreadable),
+     * for tests and diagnostics. */
+    int synchronous_mode();
     /* Where the corrupt file went (<path>.corrupt-<unix ms>); empty when nothing was moved. */
     const std::string& moved_aside_to() const { return moved_aside_to_; }
 
@@ -138,8 +141,6 @@ private:
     sqlite3_stmt* add_dropped_ = nullptr;
     sqlite3_stmt* reset_unreported_ = nullptr;
     sqlite3_stmt* next_seq_ = nullptr;
-    sqlite3_stmt* sync_normal_ = nullptr;
-    sqlite3_stmt* sync_full_ = nullptr;
     sqlite3_stmt* totals_ = nullptr;
     sqlite3_stmt* meta_ = nullptr;
 

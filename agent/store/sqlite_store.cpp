@@ -214,6 +214,20 @@ StmtScope::~StmtScope() {
     sqlite3_clear_bindings(s);
 }
 
+Status set_synchronous(const std::string& path, sqlite3* db, bool full, const char* what) {
+    int rc = sqlite3_exec(db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", nullptr, nullptr, nullptr);
+    return rc == SQLITE_OK ? Status() : error(path, db, what, rc);
+}
+
+int synchronous(sqlite3* db) {
+    sqlite3_stmt* s = nullptr;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
 int run(sqlite3_stmt* s) {
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {

@@ -60,6 +60,17 @@ struct StmtScope {
     StmtScope& operator=(const StmtScope&) = delete;
 };
 
+/* Sets PRAGMA synchronous: FULL when `full` (each commit fsyncs the WAL), else NORMAL (commits
+ * stay in the WAL without fsync; checkpoints still sync). Run fresh each time on purpose: SQLite
+ * applies this pragma while it *prepares* the statement, and a prepared copy stepped again only
+ * expires the other statements, so `PRAGMA synchronous=NORMAL` kept prepared changed nothing
+ * the first time it ran. Expires the connection's prepared statements (they re-prepare on their
+ * next step), so callers skip it when the mode is already the one they want. */
+Status set_synchronous(const std::string& path, sqlite3* db, bool full, const char* what);
+
+/* PRAGMA synchronous in force: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA; -1 when it cannot be read. */
+int synchronous(sqlite3* db);
+
 /* Steps a statement that returns no rows (or whose rows are not needed) to its end. */
 int run(sqlite3_stmt* s);
 

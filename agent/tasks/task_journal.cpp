@@ -194,7 +194,7 @@ TaskJournal::~TaskJournal() {
 
 void TaskJournal::close_db() {
     for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_, &by_id_, &update_, &queued_, &in_state_,
-                             &unpublished_, &mark_, &purge_, &counts_stmt_, &sync_normal_, &sync_full_}) {
+                             &unpublished_, &mark_, &purge_, &counts_stmt_}) {
         sqlite3_finalize(*s);
         *s = nullptr;
     }
@@ -308,8 +308,6 @@ Status TaskJournal::prepare_all() {
         {&purge_, "DELETE FROM tasks WHERE state IN ('SUCCEEDED', 'FAILED', 'TIMED_OUT', 'CANCELED', 'REJECTED') "
                   "AND finished_ms < ?1 AND version <= published_version RETURNING state"},
         {&counts_stmt_, "SELECT state, count(*) FROM tasks GROUP BY state"},
-        {&sync_normal_, "PRAGMA synchronous=NORMAL"},
-        {&sync_full_, "PRAGMA synchronous=FULL"},
     };
     for (const auto& p : all) {
         int rc = sqlite3_prepare_v3(db_, p.sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, p.stmt, nullptr);
@@ -691,9 +689,11 @@ Status TaskJournal::mark_published_batch(const std::vector<std::pair<std::string
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": mark_published: journal is closed");
         // Not fsynced: see the header. WAL frames are checksummed in a chain, so a later FULL
         // commit makes this one durable too; a power cut before it only undoes the mark.
-        {
-            StmtScope scope(sync_normal_);
-            sqlite3_step(sync_normal_);
+        // (Switching the mode expires every prepared statement, so only a FULL journal does.)
+        if (full_durability_) {
+            if (Status s = sqlite_store::set_synchronous(path_, db_, false, "mark_published: set synchronous=NORMAL");
+                !s.ok())
+                return s;
         }
         Status result = begin_locked("mark_published");
         if (result.ok()) {
@@ -705,10 +705,10 @@ Status TaskJournal::mark_published_batch(const std::vector<std::pair<std::string
             if (!result.ok()) rollback_locked();
         }
         // Every other commit must stay as durable on return as configured.
-        sqlite3_stmt* restore = full_durability_ ? sync_full_ : sync_normal_;
-        StmtScope scope(restore);
-        if (int frc = sqlite3_step(restore); frc != SQLITE_DONE && result.ok())
-            result = error("mark_published: restore the synchronous mode", frc);
+        if (full_durability_) {
+            Status r = sqlite_store::set_synchronous(path_, db_, true, "mark_published: restore synchronous=FULL");
+            if (!r.ok() && result.ok()) result = std::move(r);
+        }
         return result;
     });
 }
@@ -717,9 +717,7 @@ Status TaskJournal::set_full_durability(bool full) {
     return guarded(path_, "set_full_durability", [&]() -> Status {
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": journal is closed");
-        sqlite3_stmt* st = full ? sync_full_ : sync_normal_;
-        StmtScope scope(st);
-        if (int rc = sqlite3_step(st); rc != SQLITE_DONE) return error("set synchronous mode", rc);
+        if (Status s = sqlite_store::set_synchronous(path_, db_, full, "set synchronous mode"); !s.ok()) return s;
         full_durability_ = full;
         return Status();
     });
@@ -880,5 +878,10 @@ Result<int64_t> TaskJournal::purge(int64_t older_than_ms) {
 }
 
 bool TaskJournal::recovered_from_corruption() const { return recovered_; }
+
+int TaskJournal::synchronous_mode() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return db_ == nullptr ? -1 : sqlite_store::synchronous(db_);
+}
 
 }  // namespace cpn::tasks

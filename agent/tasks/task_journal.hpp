@@ -212,6 +212,10 @@ public:
     static constexpr int kCheckpointPages = 1000;
     static constexpr int kInlineCheckpointPages = 4000;  // a caller that never calls the above
 
+    /* SQLite's PRAGMA synchronous in force (1 NORMAL, 2 FULL; -1 when closed or unreadable): what
+     * set_full_durability() set, for tests and diagnostics. */
+    int synchronous_mode();
+
     /* True when open() found a corrupt file and moved it aside. */
     bool recovered_from_corruption() const;
     /* Where the corrupt file went (<path>.corrupt-<unix ms>); empty when nothing was moved. */
@@ -276,8 +280,6 @@ private:
     sqlite3_stmt* mark_ = nullptr;
     sqlite3_stmt* purge_ = nullptr;
     sqlite3_stmt* counts_stmt_ = nullptr;
-    sqlite3_stmt* sync_normal_ = nullptr;
-    sqlite3_stmt* sync_full_ = nullptr;
 
     bool full_durability_ = true;
     int wal_pages_ = 0;

@@ -189,6 +189,22 @@ TEST(Outbox, RoundTripKeepsBytesAndOrder) {
     EXPECT_EQ(got[0].payload, "{\"seq\":1}");
 }
 
+// remove() commits without fsync and must leave every other commit FULL (the level is set by
+// running the pragma fresh: a prepared PRAGMA synchronous stepped again can change nothing).
+TEST(Outbox, RemoveLeavesTheStoreFullySynchronous) {
+    TempDir dir;
+    auto ob = open_store(dir.file("outbox.db"));
+    ASSERT_NE(ob, nullptr);
+    EXPECT_EQ(ob->synchronous_mode(), 2);
+    for (int i = 0; i < 3; ++i) {
+        Result<int64_t> id = ob->append("ack", "cpn/v1/n1/ack", "{}", 1, 1000 + i);
+        ASSERT_TRUE(id.ok());
+        ASSERT_TRUE(ob->remove(id.value()).ok());
+        EXPECT_EQ(ob->synchronous_mode(), 2) << "after remove #" << i + 1;
+    }
+    EXPECT_EQ(ob->count(), 0u);
+}
+
 TEST(Outbox, IdsAreNeverReused) {
     TempDir dir;
     auto ob = open_store(dir.file("outbox.db"));

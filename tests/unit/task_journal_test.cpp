@@ -187,6 +187,36 @@ TEST(TaskJournal, StateNamesAndTransitionTable) {
     EXPECT_FALSE(is_allowed_transition(TaskState::queued, TaskState::succeeded));
 }
 
+// tasks.journal_sync: normal must really leave commits without fsync, and full must really
+// fsync them. SQLite applies PRAGMA synchronous when the statement is prepared: a prepared copy
+// stepped again changed nothing the first time, so a journal set to NORMAL right after open kept
+// fsyncing every commit (and the round-trip benchmark's "normal" rows measured FULL).
+TEST(TaskJournal, DurabilitySettingIsWhatSQLiteUses) {
+    TempDir dir;
+    auto j = open_journal(dir.file("tasks.db"));
+    ASSERT_NE(j, nullptr);
+    EXPECT_EQ(j->synchronous_mode(), 2) << "a new journal is FULL";
+    ASSERT_TRUE(j->set_full_durability(false).ok());
+    EXPECT_EQ(j->synchronous_mode(), 1) << "set_full_durability(false) left SQLite at another level";
+    accept_new(*j, task("d1"));
+    must_transition(*j, "d1", TaskState::running);
+    TaskRecord done = must_transition(*j, "d1", TaskState::succeeded);
+    ASSERT_TRUE(j->mark_published_batch({{"d1", done.version}}).ok());
+    EXPECT_EQ(j->synchronous_mode(), 1) << "a delivery mark changed a NORMAL journal's level";
+    ASSERT_TRUE(j->set_full_durability(true).ok());
+    EXPECT_EQ(j->synchronous_mode(), 2);
+    // A mark is written without fsync, and every later commit is FULL again.
+    accept_new(*j, task("d2"));
+    ASSERT_TRUE(j->mark_published_batch({{"d2", 1}}).ok());
+    EXPECT_EQ(j->synchronous_mode(), 2) << "a delivery mark left a FULL journal at NORMAL";
+    ASSERT_TRUE(j->set_full_durability(false).ok());
+    ASSERT_TRUE(j->set_full_durability(false).ok());
+    EXPECT_EQ(j->synchronous_mode(), 1);
+    auto got = j->get("d2");
+    ASSERT_TRUE(got.ok() && got.value().has_value());
+    EXPECT_EQ(got.value()->published_version, 1);
+}
+
 TEST(TaskJournal, AcceptIsIdempotentAlsoAfterARestart) {
     TempDir dir;
     const std::string path = dir.file("tasks.db");

@@ -30,10 +30,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -442,7 +444,7 @@ int run(int argc, char** argv) {
     std::string broker, mode, node = "bench-node";
     int warmup = 200, latency_n = 2000, throughput_n = 20000, window = 64, payload_bytes = 64;
     bool as_json = false;
-    std::string nodelay = "on";
+    std::string nodelay = "on", latencies_out;
     app.add_option("--broker", broker, "Broker URI, tcp://HOST:PORT")->required();
     app.add_option("--mode", mode, "bare: MQTT request/response with an in-process responder; agent: echo tasks")
         ->required()->check(CLI::IsMember({"bare", "agent"}));
@@ -459,6 +461,8 @@ int run(int argc, char** argv) {
         ->check(CLI::Range(0, 1 << 20))->capture_default_str();
     app.add_option("--tcp-nodelay", nodelay, "Set TCP_NODELAY on this program's broker sockets (Paho C does not)")
         ->check(CLI::IsMember({"on", "off"}))->capture_default_str();
+    app.add_option("--latencies-out", latencies_out,
+                   "Also write the closed-loop latencies (us), one per line in the order sent, to this file");
     app.add_flag("--json", as_json, "Print one JSON object on stdout (the human summary goes to stderr)");
     try {
         app.parse(argc, argv);
@@ -495,6 +499,12 @@ int run(int argc, char** argv) {
         req.wait_outstanding_at_most(0);
     }
     auto lat = req.take_latencies();
+    if (!latencies_out.empty()) {
+        std::FILE* f = std::fopen(latencies_out.c_str(), "w");
+        if (f == nullptr) throw Fatal{kUsage, "--latencies-out '" + latencies_out + "': " + std::strerror(errno)};
+        for (double v : lat) std::fprintf(f, "%.1f\n", v);
+        std::fclose(f);
+    }
     std::sort(lat.begin(), lat.end());
 
     // Throughput phase: at most `window` outstanding.

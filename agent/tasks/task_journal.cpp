@@ -22,8 +22,10 @@ namespace {
 // SQLite file at the same path.
 constexpr int kApplicationId = 0x43504E54;
 // 2: seq is assigned by the journal (no AUTOINCREMENT, whose sqlite_sequence row was one more
-// page written by every admission); version 1 files are migrated at open.
-constexpr int kSchemaVersion = 2;
+// page written by every admission).
+// 3: the log table (commit_group() appends the rows it changed there, as one blob, and they are
+// written into `tasks` later, many at a time); version 1 and 2 files are migrated at open.
+constexpr int kSchemaVersion = 3;
 // How long open() waits for a lock held by another process before saying so.
 constexpr int kBusyTimeoutMs = 1000;
 
@@ -58,7 +60,13 @@ constexpr int kBusyTimeoutMs = 1000;
     "CREATE INDEX tasks_unpublished ON tasks(seq) WHERE version > published_version;\n"    \
     "CREATE INDEX tasks_by_state ON tasks(state, finished_ms);\n"
 
-const char* const kSchema = CPN_TASKS_TABLE("tasks") CPN_TASKS_INDEXES;
+// The log: each row is one group commit's changed tasks, as full images (encode_row()), in
+// commit order. Appending one row writes one or two pages where updating `tasks` and its four
+// B-trees wrote five; apply_pending_locked() moves them into `tasks` and empties the log in one
+// transaction, and open() does the same with whatever a crash left.
+#define CPN_LOG_TABLE "CREATE TABLE log(lsn INTEGER PRIMARY KEY, rows BLOB NOT NULL);\n"
+
+const char* const kSchema = CPN_TASKS_TABLE("tasks") CPN_TASKS_INDEXES CPN_LOG_TABLE;
 
 // Version 1 -> 2: the same rows and seq values in a table without AUTOINCREMENT (dropping the
 // old table also drops its sqlite_sequence row and its indexes). One transaction.
@@ -71,8 +79,12 @@ const char* const kMigrate1to2 = "BEGIN IMMEDIATE;\n" CPN_TASKS_TABLE("tasks_v2"
                                  "PRAGMA user_version=2;\n"
                                  "COMMIT;\n";
 
+// Version 2 -> 3: the log table. One transaction.
+const char* const kMigrate2to3 = "BEGIN IMMEDIATE;\n" CPN_LOG_TABLE "PRAGMA user_version=3;\nCOMMIT;\n";
+
 #undef CPN_TASKS_TABLE
 #undef CPN_TASKS_INDEXES
+#undef CPN_LOG_TABLE
 
 constexpr const char* kColumns =
     "seq, id, kind, spec, state, version, priority, accepted_ms, started_ms, finished_ms, device_id, reason, "
@@ -127,6 +139,90 @@ bool read_row(sqlite3_stmt* s, TaskRecord& r) {
     r.attempts = sqlite3_column_int(s, 16);
     return true;
 }
+
+/* The log's blob: a format byte (1), the row count (4 bytes), then per row every TaskRecord
+ * field in declaration order; integers little-endian (int64 as 8 bytes, int as 4, the state as
+ * 1), strings as a 4-byte length and the bytes. */
+constexpr unsigned char kLogFormat = 1;
+
+void put_u64(std::string& out, uint64_t v) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u32(std::string& out, uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_str(std::string& out, const std::string& s) {
+    put_u32(out, static_cast<uint32_t>(s.size()));
+    out.append(s);
+}
+
+size_t encoded_size(const TaskRecord& r) {
+    return 8 * 8 + 4 * 2 + 1 + 4 * 8 + r.id.size() + r.kind.size() + r.spec_json.size() + r.device_id.size() +
+           r.reason.size() + r.result_json.size() + r.reply_topic.size() + r.correlation.size();
+}
+
+void encode_row(std::string& out, const TaskRecord& r) {
+    put_u64(out, static_cast<uint64_t>(r.seq));
+    put_str(out, r.id);
+    put_str(out, r.kind);
+    put_str(out, r.spec_json);
+    out.push_back(static_cast<char>(static_cast<unsigned char>(r.state)));
+    put_u64(out, static_cast<uint64_t>(r.version));
+    put_u32(out, static_cast<uint32_t>(r.priority));
+    put_u64(out, static_cast<uint64_t>(r.accepted_ms));
+    put_u64(out, static_cast<uint64_t>(r.started_ms));
+    put_u64(out, static_cast<uint64_t>(r.finished_ms));
+    put_str(out, r.device_id);
+    put_str(out, r.reason);
+    put_str(out, r.result_json);
+    put_str(out, r.reply_topic);
+    put_str(out, r.correlation);
+    put_u64(out, static_cast<uint64_t>(r.published_version));
+    put_u32(out, static_cast<uint32_t>(r.attempts));
+}
+
+/* Reads encode_row()'s fields back, never past `end`; false on a short or malformed blob. */
+struct LogReader {
+    const unsigned char* p;
+    const unsigned char* end;
+    bool u64(int64_t& v) {
+        if (end - p < 8) return false;
+        uint64_t x = 0;
+        for (int i = 0; i < 8; ++i) x |= static_cast<uint64_t>(p[i]) << (8 * i);
+        p += 8;
+        v = static_cast<int64_t>(x);
+        return true;
+    }
+    bool u32(uint32_t& v) {
+        if (end - p < 4) return false;
+        v = 0;
+        for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
+        p += 4;
+        return true;
+    }
+    bool i32(int& v) {
+        uint32_t x = 0;
+        if (!u32(x)) return false;
+        v = static_cast<int>(x);
+        return true;
+    }
+    bool str(std::string& s) {
+        uint32_t n = 0;
+        if (!u32(n) || static_cast<size_t>(end - p) < n) return false;
+        s.assign(reinterpret_cast<const char*>(p), n);
+        p += n;
+        return true;
+    }
+    bool row(TaskRecord& r) {
+        if (!u64(r.seq) || !str(r.id) || !str(r.kind) || !str(r.spec_json) || p == end) return false;
+        const unsigned char st = *p++;
+        if (st > static_cast<unsigned char>(TaskState::rejected)) return false;
+        r.state = static_cast<TaskState>(st);
+        return u64(r.version) && i32(r.priority) && u64(r.accepted_ms) && u64(r.started_ms) && u64(r.finished_ms) &&
+               str(r.device_id) && str(r.reason) && str(r.result_json) && str(r.reply_topic) && str(r.correlation) &&
+               u64(r.published_version) && i32(r.attempts) && !r.id.empty();
+    }
+};
 
 int64_t clamp_limit(size_t limit) {
     constexpr size_t kMax = static_cast<size_t>(std::numeric_limits<int64_t>::max());
@@ -189,12 +285,18 @@ TaskJournal::TaskJournal(std::string path) : path_(std::move(path)) {}
 
 TaskJournal::~TaskJournal() {
     std::lock_guard<std::mutex> lock(mu_);
+    // Not needed for durability (open() replays the log), but leaves `tasks` complete for
+    // anyone who reads the file.
+    if (db_ != nullptr && !pending_.empty()) {
+        if (Status s = apply_pending_locked("close: apply the log"); !s.ok()) spdlog::warn("{}", s.message());
+    }
     close_db();
 }
 
 void TaskJournal::close_db() {
     for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_, &by_id_, &update_, &queued_, &in_state_,
-                             &unpublished_, &mark_, &purge_, &counts_stmt_}) {
+                             &unpublished_, &mark_, &purge_, &counts_stmt_, &log_insert_,
+                             &log_read_, &log_clear_, &upsert_, &state_of_}) {
         sqlite3_finalize(*s);
         *s = nullptr;
     }
@@ -228,18 +330,28 @@ Status TaskJournal::open_impl() {
     recovered_ = opened.recovered;
     moved_aside_to_ = opened.moved_aside_to;
     if (!s.ok()) return s;
-    if (opened.version == 1) {
-        if (int rc = sqlite3_exec(db_, kMigrate1to2, nullptr, nullptr, nullptr); rc != SQLITE_OK) {
-            Status e = error("open: migrate the journal from schema version 1 to 2", rc);
+    if (opened.version < 1 || opened.version > kSchemaVersion)
+        return Status(Code::failed_precondition, path_ + ": open: journal schema version " +
+                                                     std::to_string(opened.version) +
+                                                     " cannot be read by this agent (it reads 1 to 3)");
+    const struct {
+        int from;
+        const char* script;
+    } migrations[] = {{1, kMigrate1to2}, {2, kMigrate2to3}};
+    for (const auto& m : migrations) {
+        if (opened.version != m.from) continue;
+        if (int rc = sqlite3_exec(db_, m.script, nullptr, nullptr, nullptr); rc != SQLITE_OK) {
+            const std::string what = "open: migrate the journal from schema version " + std::to_string(m.from) +
+                                     " to " + std::to_string(m.from + 1);
+            Status e = error(what.c_str(), rc);
             if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
             return e;
         }
-        spdlog::info("{}: journal migrated from schema version 1 to 2", path_);
-    } else if (opened.version != kSchemaVersion) {
-        return Status(Code::failed_precondition, path_ + ": open: journal schema version " +
-                                                     std::to_string(opened.version) + " cannot be read by this agent (it reads 1 and 2)");
+        spdlog::info("{}: journal migrated from schema version {} to {}", path_, m.from, m.from + 1);
+        opened.version = m.from + 1;
     }
     if (Status p = prepare_all(); !p.ok()) return p;
+    if (Status r = replay_log_locked(); !r.ok()) return r;
     if (Status l = load_counts(); !l.ok()) return l;
     {
         sqlite3_stmt* st = nullptr;
@@ -267,7 +379,11 @@ int TaskJournal::wal_hook(void* self, sqlite3* db, const char* name, int pages) 
 
 bool TaskJournal::checkpoint_if_due() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (db_ == nullptr || wal_pages_ < kCheckpointPages) return false;
+    if (db_ == nullptr) return false;
+    if (pending_.size() >= kApplyRows || pending_bytes_ >= kApplyBytes) {
+        if (Status a = apply_pending_locked("apply the log"); !a.ok()) spdlog::warn("{}", a.message());
+    }
+    if (wal_pages_ < kCheckpointPages) return false;
     wal_pages_ = 0;
     int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     if (rc != SQLITE_OK) {
@@ -308,6 +424,17 @@ Status TaskJournal::prepare_all() {
         {&purge_, "DELETE FROM tasks WHERE state IN ('SUCCEEDED', 'FAILED', 'TIMED_OUT', 'CANCELED', 'REJECTED') "
                   "AND finished_ms < ?1 AND version <= published_version RETURNING state"},
         {&counts_stmt_, "SELECT state, count(*) FROM tasks GROUP BY state"},
+        {&log_insert_, "INSERT INTO log(rows) VALUES (?1)"},
+        {&log_read_, "SELECT lsn, rows FROM log ORDER BY lsn"},
+        {&log_clear_, "DELETE FROM log"},
+        // A row image from the log: inserted when new, else its changing columns replaced (the
+        // others never change after admission).
+        {&upsert_, "INSERT INTO tasks(" + cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                   "?14, ?15, ?16, ?17) ON CONFLICT(seq) DO UPDATE SET state = excluded.state, "
+                   "version = excluded.version, started_ms = excluded.started_ms, finished_ms = excluded.finished_ms, "
+                   "device_id = excluded.device_id, reason = excluded.reason, result = excluded.result, "
+                   "published_version = excluded.published_version, attempts = excluded.attempts"},
+        {&state_of_, "SELECT state FROM tasks WHERE id = ?1"},
     };
     for (const auto& p : all) {
         int rc = sqlite3_prepare_v3(db_, p.sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, p.stmt, nullptr);
@@ -320,15 +447,119 @@ Status TaskJournal::prepare_all() {
  * not known what reached the disk. */
 Status TaskJournal::load_counts() {
     Counts c{};
-    StmtScope scope(counts_stmt_);
     int rc;
-    while ((rc = sqlite3_step(counts_stmt_)) == SQLITE_ROW) {
-        std::optional<TaskState> st = task_state_from_string(column_bytes(counts_stmt_, 0, false));
-        if (st) c[index_of(*st)] = sqlite3_column_int64(counts_stmt_, 1);
+    {
+        StmtScope scope(counts_stmt_);
+        while ((rc = sqlite3_step(counts_stmt_)) == SQLITE_ROW) {
+            std::optional<TaskState> st = task_state_from_string(column_bytes(counts_stmt_, 0, false));
+            if (st) c[index_of(*st)] = sqlite3_column_int64(counts_stmt_, 1);
+        }
+        if (rc != SQLITE_DONE) return error("read counts", rc);
     }
-    if (rc != SQLITE_DONE) return error("read counts", rc);
+    // Rows still in the log count in the state they have there.
+    for (const auto& [id, r] : pending_) {
+        StmtScope scope(state_of_);
+        bind_text(state_of_, 1, id);
+        rc = sqlite3_step(state_of_);
+        if (rc == SQLITE_ROW) {
+            if (std::optional<TaskState> st = task_state_from_string(column_bytes(state_of_, 0, false)))
+                --c[index_of(*st)];
+        } else if (rc != SQLITE_DONE) {
+            return error("read counts", rc);
+        }
+        ++c[index_of(r.state)];
+    }
     counts_ = c;
     return {};
+}
+
+Status TaskJournal::replay_log_locked() {
+    {
+        StmtScope scope(log_read_);
+        int rc;
+        while ((rc = sqlite3_step(log_read_)) == SQLITE_ROW) {
+            const int64_t lsn = sqlite3_column_int64(log_read_, 0);
+            const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(log_read_, 1));
+            const int n = sqlite3_column_bytes(log_read_, 1);
+            LogReader in{p, p + (p != nullptr && n > 0 ? n : 0)};
+            uint32_t rows = 0;
+            bool ok = p != nullptr && n > 0 && *in.p++ == kLogFormat && in.u32(rows);
+            for (uint32_t i = 0; ok && i < rows; ++i) {
+                TaskRecord r;
+                ok = in.row(r);
+                if (ok) put_pending(std::move(r));
+            }
+            if (!ok || in.p != in.end) {
+                pending_.clear();
+                pending_bytes_ = 0;
+                return Status(Code::internal, path_ + ": open: log entry " + std::to_string(lsn) +
+                                                  " is damaged (it does not decode as rows of format " +
+                                                  std::to_string(kLogFormat) + ")");
+            }
+        }
+        if (rc != SQLITE_DONE) return error("open: read the log", rc);
+    }
+    if (pending_.empty()) return {};
+    const size_t n = pending_.size();
+    if (Status s = apply_pending_locked("open: apply the log"); !s.ok()) return s;
+    spdlog::info("{}: {} task row(s) from the journal's log written into the table", path_, n);
+    return {};
+}
+
+void TaskJournal::put_pending(TaskRecord r) {
+    auto [it, fresh] = pending_.try_emplace(r.id);
+    if (!fresh) pending_bytes_ -= encoded_size(it->second);
+    pending_bytes_ += encoded_size(r);
+    it->second = std::move(r);
+}
+
+Status TaskJournal::apply_pending_locked(const char* what) {
+    if (pending_.empty()) return {};
+    if (Status s = begin_locked(what); !s.ok()) return s;
+    for (const auto& [id, r] : pending_) {
+        StmtScope scope(upsert_);
+        bind_row(upsert_, r);
+        if (int rc = run(upsert_); rc != SQLITE_DONE) {
+            Status e = error(what, rc);
+            rollback_locked(false);
+            return e;
+        }
+    }
+    {
+        StmtScope scope(log_clear_);
+        if (int rc = run(log_clear_); rc != SQLITE_DONE) {
+            Status e = error(what, rc);
+            rollback_locked(false);
+            return e;
+        }
+    }
+    if (Status s = commit_locked(what); !s.ok()) {
+        rollback_locked(false);  // counts include the pending rows either way
+        return s;
+    }
+    pending_.clear();
+    pending_bytes_ = 0;
+    return {};
+}
+
+Status TaskJournal::log_append_locked(const StagedRows& staged) {
+    size_t n = 0, bytes = 1 + 4;
+    for (const auto& [id, st] : staged)
+        if (st.dirty) {
+            ++n;
+            bytes += encoded_size(st.rec);
+        }
+    if (n == 0) return {};
+    std::string blob;
+    blob.reserve(bytes);
+    blob.push_back(static_cast<char>(kLogFormat));
+    put_u32(blob, static_cast<uint32_t>(n));
+    for (const auto& [id, st] : staged)
+        if (st.dirty) encode_row(blob, st.rec);
+    StmtScope scope(log_insert_);
+    bind_blob(log_insert_, 1, blob);
+    int rc = run(log_insert_);
+    return rc == SQLITE_DONE ? Status() : error("commit", rc);
 }
 
 Status TaskJournal::begin_locked(const char* what) {
@@ -355,6 +586,7 @@ void TaskJournal::rollback_locked(bool reload_counts) {
 }
 
 Result<std::optional<TaskRecord>> TaskJournal::find_locked(const std::string& id, const char* what) {
+    if (auto it = pending_.find(id); it != pending_.end()) return std::optional<TaskRecord>(it->second);
     StmtScope scope(by_id_);
     bind_text(by_id_, 1, id);
     int rc = sqlite3_step(by_id_);
@@ -414,25 +646,30 @@ Result<std::pair<TaskRecord, bool>> TaskJournal::accept_locked(TaskRecord r, Cou
     return std::make_pair(std::move(r), true);
 }
 
+/* Binds a whole row in kColumns order (insert_ and upsert_). */
+void TaskJournal::bind_row(sqlite3_stmt* s, const TaskRecord& r) {
+    sqlite3_bind_int64(s, 1, r.seq);
+    bind_text(s, 2, r.id);
+    bind_text(s, 3, r.kind);
+    bind_blob(s, 4, r.spec_json);
+    sqlite3_bind_text(s, 5, to_string(r.state), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, r.version);
+    sqlite3_bind_int(s, 7, r.priority);
+    sqlite3_bind_int64(s, 8, r.accepted_ms);
+    sqlite3_bind_int64(s, 9, r.started_ms);
+    sqlite3_bind_int64(s, 10, r.finished_ms);
+    bind_text(s, 11, r.device_id);
+    bind_text(s, 12, r.reason);
+    bind_blob(s, 13, r.result_json);
+    bind_text(s, 14, r.reply_topic);
+    bind_blob(s, 15, r.correlation);
+    sqlite3_bind_int64(s, 16, r.published_version);
+    sqlite3_bind_int(s, 17, r.attempts);
+}
+
 Status TaskJournal::insert_locked(const TaskRecord& r) {
     StmtScope scope(insert_);
-    sqlite3_bind_int64(insert_, 1, r.seq);
-    bind_text(insert_, 2, r.id);
-    bind_text(insert_, 3, r.kind);
-    bind_blob(insert_, 4, r.spec_json);
-    sqlite3_bind_text(insert_, 5, to_string(r.state), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(insert_, 6, r.version);
-    sqlite3_bind_int(insert_, 7, r.priority);
-    sqlite3_bind_int64(insert_, 8, r.accepted_ms);
-    sqlite3_bind_int64(insert_, 9, r.started_ms);
-    sqlite3_bind_int64(insert_, 10, r.finished_ms);
-    bind_text(insert_, 11, r.device_id);
-    bind_text(insert_, 12, r.reason);
-    bind_blob(insert_, 13, r.result_json);
-    bind_text(insert_, 14, r.reply_topic);
-    bind_blob(insert_, 15, r.correlation);
-    sqlite3_bind_int64(insert_, 16, r.published_version);
-    sqlite3_bind_int(insert_, 17, r.attempts);
+    bind_row(insert_, r);
     int rc = run(insert_);
     return rc == SQLITE_DONE ? Status() : error("accept", rc);
 }
@@ -468,6 +705,7 @@ Result<std::vector<Result<std::pair<TaskRecord, bool>>>> TaskJournal::accept_bat
         if (records.empty()) return out;
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": accept: journal is closed");
+        if (Status a = apply_pending_locked("accept: apply the log"); !a.ok()) return a;
         if (Status s = begin_locked("accept"); !s.ok()) return s;
         Counts delta{};
         StagedRows staged;
@@ -583,6 +821,7 @@ Result<std::vector<Result<TaskRecord>>> TaskJournal::transition_batch(const std:
         if (changes.empty()) return out;
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": transition: journal is closed");
+        if (Status a = apply_pending_locked("transition: apply the log"); !a.ok()) return a;
         if (Status s = begin_locked("transition"); !s.ok()) return s;
         Counts delta{};
         bool changed = false;
@@ -623,6 +862,7 @@ Result<std::vector<TaskRecord>> TaskJournal::queued(size_t limit) {
         if (limit == 0) return std::vector<TaskRecord>();
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": queued: journal is closed");
+        if (Status a = apply_pending_locked("queued: apply the log"); !a.ok()) return a;
         StmtScope scope(queued_);
         sqlite3_bind_int64(queued_, 1, clamp_limit(limit));
         return select_locked(queued_, "queued");
@@ -633,6 +873,7 @@ Result<std::vector<TaskRecord>> TaskJournal::in_state(TaskState s) {
     return guarded(path_, "in_state", [&]() -> Result<std::vector<TaskRecord>> {
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": in_state: journal is closed");
+        if (Status a = apply_pending_locked("in_state: apply the log"); !a.ok()) return a;
         StmtScope scope(in_state_);
         sqlite3_bind_text(in_state_, 1, to_string(s), -1, SQLITE_STATIC);
         return select_locked(in_state_, "in_state");
@@ -650,6 +891,7 @@ Result<std::vector<TaskRecord>> TaskJournal::unpublished(size_t limit) {
         if (limit == 0) return std::vector<TaskRecord>();
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": unpublished: journal is closed");
+        if (Status a = apply_pending_locked("unpublished: apply the log"); !a.ok()) return a;
         StmtScope scope(unpublished_);
         sqlite3_bind_int64(unpublished_, 1, clamp_limit(limit));
         return select_locked(unpublished_, "unpublished");
@@ -687,6 +929,7 @@ Status TaskJournal::mark_published_batch(const std::vector<std::pair<std::string
         if (marks.empty()) return {};
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": mark_published: journal is closed");
+        if (Status a = apply_pending_locked("mark_published: apply the log"); !a.ok()) return a;
         // Not fsynced: see the header. WAL frames are checksummed in a chain, so a later FULL
         // commit makes this one durable too; a power cut before it only undoes the mark.
         // (Switching the mode expires every prepared statement, so only a FULL journal does.)
@@ -765,14 +1008,36 @@ Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> acc
                 throw;
             }
         }
-        if (s.ok()) s = write_staged_locked(staged);  // before the marks, which compare versions
+        // The marks, on the rows as they stand after this group's changes (which they compare
+        // versions with).
         for (size_t i = 0; s.ok() && i < marks.size(); ++i) {
-            bool hit = false;
-            Status ms = mark_locked(marks[i].first, marks[i].second, &hit);
-            if (ms.code() == Code::invalid_argument) g.mark_errors.push_back(std::move(ms));
-            else if (!ms.ok()) s = std::move(ms);
-            changed = changed || hit;
+            const auto& [id, version] = marks[i];
+            Staged* st = nullptr;
+            if (auto it = staged.find(id); it != staged.end()) {
+                st = &it->second;
+            } else {
+                Result<std::optional<TaskRecord>> found = find_locked(id, "mark_published");
+                if (!found.ok()) {
+                    s = found.status();
+                    break;
+                }
+                if (!found.value()) continue;  // an unknown (purged) id is fine
+                st = &staged[id];
+                st->rec = std::move(*found.value());
+            }
+            if (version > st->rec.version) {
+                g.mark_errors.push_back(Status(Code::invalid_argument,
+                                               path_ + ": mark_published: task '" + id + "' has no version " +
+                                                   std::to_string(version) + " (its version is " +
+                                                   std::to_string(st->rec.version) + ")"));
+            } else if (version > st->rec.published_version) {
+                st->rec.published_version = version;
+                st->dirty = true;
+                changed = true;
+            }
         }
+        // One row in the log for the whole group, instead of the rows and their index entries.
+        if (s.ok() && changed) s = log_append_locked(staged);
         if (!s.ok()) {
             rollback_locked();
             return s;
@@ -786,6 +1051,12 @@ Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> acc
             return c;
         }
         for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += delta[i];
+        for (auto& [id, st] : staged)
+            if (st.dirty) put_pending(std::move(st.rec));
+        // A caller that never calls checkpoint_if_due() still keeps the log (and memory) bounded.
+        if (pending_.size() >= kInlineApplyRows || pending_bytes_ >= kInlineApplyBytes) {
+            if (Status a = apply_pending_locked("commit: apply the log"); !a.ok()) spdlog::warn("{}", a.message());
+        }
         return g;
     });
 }
@@ -794,6 +1065,7 @@ Result<std::vector<TaskRecord>> TaskJournal::recover(const std::function<bool(co
     return guarded(path_, "recover", [&]() -> Result<std::vector<TaskRecord>> {
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": recover: journal is closed");
+        if (Status a = apply_pending_locked("recover: apply the log"); !a.ok()) return a;
         if (Status s = begin_locked("recover"); !s.ok()) return s;
         Result<std::vector<TaskRecord>> running = [&] {
             StmtScope scope(in_state_);
@@ -846,6 +1118,7 @@ Result<int64_t> TaskJournal::purge(int64_t older_than_ms) {
     return guarded(path_, "purge", [&]() -> Result<int64_t> {
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": purge: journal is closed");
+        if (Status a = apply_pending_locked("purge: apply the log"); !a.ok()) return a;
         if (Status s = begin_locked("purge"); !s.ok()) return s;
         Counts delta{};
         int64_t removed = 0;
@@ -878,6 +1151,11 @@ Result<int64_t> TaskJournal::purge(int64_t older_than_ms) {
 }
 
 bool TaskJournal::recovered_from_corruption() const { return recovered_; }
+
+size_t TaskJournal::pending_rows() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pending_.size();
+}
 
 int TaskJournal::synchronous_mode() {
     std::lock_guard<std::mutex> lock(mu_);

@@ -203,14 +203,28 @@ public:
      * de-duplication memory. */
     Result<int64_t> purge(int64_t older_than_ms);
 
-    /* Copies the write-ahead log back into the file (a passive checkpoint) once it holds
-     * kCheckpointPages or more pages. Commits never do that on their own below
-     * kInlineCheckpointPages, so the scheduler calls this after it has published what it
-     * committed and the checkpoint's copying and fsyncs are not on a task's way to its result.
-     * Returns whether it ran; a failure is logged and retried next time. */
+    /* The scheduler's housekeeping, called after it has published what it committed so that
+     * none of this is on a task's way to its result:
+     * - writes the rows commit_group() left in the journal's log into the tasks table (see
+     *   pending_rows()) once there are kApplyRows of them or kApplyBytes, in one transaction;
+     * - copies SQLite's write-ahead log back into the file (a passive checkpoint) once it holds
+     *   kCheckpointPages or more pages. Commits never do that on their own below
+     *   kInlineCheckpointPages.
+     * Returns whether the checkpoint ran; a failure of either is logged and retried next time. */
     bool checkpoint_if_due();
     static constexpr int kCheckpointPages = 1000;
     static constexpr int kInlineCheckpointPages = 4000;  // a caller that never calls the above
+    static constexpr size_t kApplyRows = 256;
+    static constexpr size_t kApplyBytes = size_t{1} << 20;
+    // commit_group() applies the log itself beyond these (a caller that never calls the above).
+    static constexpr size_t kInlineApplyRows = 4096;
+    static constexpr size_t kInlineApplyBytes = size_t{16} << 20;
+
+    /* How many tasks commit_group() has journaled in the log (one appended row per commit,
+     * durable like any commit) whose rows in the tasks table are not yet written. get() and
+     * commit_group() read them from memory; every other call writes them first; open() writes
+     * what a crash left. For tests and diagnostics. */
+    size_t pending_rows();
 
     /* SQLite's PRAGMA synchronous in force (1 NORMAL, 2 FULL; -1 when closed or unreadable): what
      * set_full_durability() set, for tests and diagnostics. */
@@ -252,6 +266,14 @@ private:
     using StagedRows = std::unordered_map<std::string, Staged>;
     Result<std::pair<TaskRecord, bool>> accept_locked(TaskRecord r, Counts& delta, bool& fatal, StagedRows& staged);
     Status insert_locked(const TaskRecord& r);
+    static void bind_row(sqlite3_stmt* s, const TaskRecord& r);
+    // The log (schema 3): appended by commit_group(), written into `tasks` by apply_pending_locked().
+    Status log_append_locked(const StagedRows& staged);  // the dirty rows, as one log row
+    void put_pending(TaskRecord r);                        // the latest image of a logged row
+    /* Writes every pending row into `tasks` and empties the log, in one transaction; on failure
+     * nothing changed (the rows stay pending and logged). */
+    Status apply_pending_locked(const char* what);
+    Status replay_log_locked();  // open(): the log a crash left, into `tasks`
     Result<TaskRecord> transition_locked(const Transition& t, Counts& delta, bool& fatal, StagedRows* staged = nullptr);
     Status write_staged_locked(StagedRows& staged);
     Result<std::optional<TaskRecord>> find_locked(const std::string& id, const char* what);
@@ -280,6 +302,15 @@ private:
     sqlite3_stmt* mark_ = nullptr;
     sqlite3_stmt* purge_ = nullptr;
     sqlite3_stmt* counts_stmt_ = nullptr;
+    sqlite3_stmt* log_insert_ = nullptr;
+    sqlite3_stmt* log_read_ = nullptr;
+    sqlite3_stmt* log_clear_ = nullptr;
+    sqlite3_stmt* upsert_ = nullptr;
+    sqlite3_stmt* state_of_ = nullptr;
+
+    // Rows journaled in the log and not yet in `tasks`: the latest image of each, by id.
+    std::unordered_map<std::string, TaskRecord> pending_;
+    size_t pending_bytes_ = 0;  // their encoded size
 
     bool full_durability_ = true;
     int wal_pages_ = 0;

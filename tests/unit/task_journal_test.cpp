@@ -168,6 +168,30 @@ struct Reporter {
 
 bool report(int fd, int64_t v) { return ::write(fd, &v, sizeof v) == static_cast<ssize_t>(sizeof v); }
 
+/* The first column of the first row of `sql` as an integer; -1 when there is none. */
+int64_t query_int(sqlite3* db, const char* sql) {
+    sqlite3_stmt* st = nullptr;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* One group commit as the scheduler makes it for an inline echo: admitted, run and ended,
+ * carrying the delivery marks given. Returns the SUCCEEDED record. */
+TaskRecord inline_echo(TaskJournal& j, const std::string& id, const std::vector<std::pair<std::string, int64_t>>& marks = {}) {
+    std::vector<TaskRecord> acc;
+    acc.push_back(task(id));
+    auto g = j.commit_group(std::move(acc), {}, [&](const auto&) {
+        return std::vector<Transition>{{id, TaskState::running, "", "cpu0", ""},
+                                       {id, TaskState::succeeded, "", "", "{\"echo\":\"" + id + "\"}"}};
+    }, marks);
+    EXPECT_TRUE(g.ok()) << g.status().to_string();
+    if (!g.ok() || g->transitioned.size() != 2 || !g->transitioned[1].ok()) return {};
+    return g->transitioned[1].value();
+}
+
 TEST(TaskJournal, StateNamesAndTransitionTable) {
     for (TaskState s : kStates) {
         std::optional<TaskState> back = task_state_from_string(to_string(s));
@@ -789,9 +813,15 @@ COMMIT;
     ASSERT_TRUE(rec.ok());
     ASSERT_EQ(rec->size(), 1u);
     EXPECT_EQ(rec->front().id, "cut");
+    // The log (version 3) is there: a group commit goes through it.
+    std::vector<TaskRecord> grp;
+    grp.push_back(task("grouped"));
+    ASSERT_TRUE(j->commit_group(std::move(grp), {}, nullptr).ok());
+    EXPECT_EQ(j->pending_rows(), 1u);
     j.reset();
     {
-        // The file is now version 2, without AUTOINCREMENT and its sqlite_sequence row.
+        // The file is now version 3, without AUTOINCREMENT and its sqlite_sequence row, and the
+        // closing journal wrote its log into the table.
         sqlite3* db = nullptr;
         ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
         sqlite3_stmt* st = nullptr;
@@ -803,19 +833,21 @@ COMMIT;
                                      -1, &st, nullptr),
                   SQLITE_OK);
         ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-        EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+        EXPECT_EQ(sqlite3_column_int(st, 0), 3);
         const std::string sql = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
         EXPECT_EQ(sql.find("AUTOINCREMENT"), std::string::npos) << sql;
         EXPECT_EQ(sqlite3_column_int(st, 2), 0);
         sqlite3_finalize(st);
+        EXPECT_EQ(query_int(db, "SELECT count(*) FROM log"), 0);
+        EXPECT_EQ(query_int(db, "SELECT count(*) FROM tasks WHERE id = 'grouped'"), 1);
         // A version from a newer agent is refused, and left as it is.
-        ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=3", nullptr, nullptr, nullptr), SQLITE_OK);
+        ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=4", nullptr, nullptr, nullptr), SQLITE_OK);
         sqlite3_close(db);
     }
     Result<std::unique_ptr<TaskJournal>> newer = TaskJournal::open(path);
     ASSERT_FALSE(newer.ok());
     EXPECT_EQ(newer.status().code(), Code::failed_precondition);
-    EXPECT_NE(newer.status().message().find("schema version 3"), std::string::npos) << newer.status().message();
+    EXPECT_NE(newer.status().message().find("schema version 4"), std::string::npos) << newer.status().message();
 }
 
 TEST(TaskJournal, BatchFormsCommitTogetherAndReportPerEntry) {
@@ -1157,6 +1189,155 @@ TEST(TaskJournal, GroupCommitCarriesPublicationMarks) {
     un = j->unpublished(10);
     ASSERT_TRUE(un.ok());
     EXPECT_TRUE(un->empty());
+}
+
+/* commit_group() appends one row to the journal's log instead of writing the task rows; the
+ * rows are read from memory until checkpoint_if_due() (or any other call) writes them into the
+ * table, and every answer is the same before and after. */
+TEST(TaskJournal, GroupCommitsAreLoggedAndWrittenIntoTheTableLater) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    ASSERT_TRUE(j->set_full_durability(false).ok());
+    TaskRecord prev = inline_echo(*j, "e0");
+    EXPECT_EQ(prev.version, 3);
+    for (int i = 1; i < 10; ++i) {
+        TaskRecord r = inline_echo(*j, "e" + std::to_string(i), {{prev.id, prev.version}});
+        EXPECT_EQ(r.state, TaskState::succeeded);
+        prev = r;
+    }
+    // A queued task and a transition of a logged one, in later groups.
+    std::vector<TaskRecord> acc;
+    acc.push_back(task("q1", "render", 5));
+    ASSERT_TRUE(j->commit_group(std::move(acc), {}, nullptr).ok());
+    ASSERT_TRUE(j->commit_group({}, {{"q1", TaskState::running, "", "gpu0", ""}}, nullptr).ok());
+    EXPECT_EQ(j->pending_rows(), 11u);
+    EXPECT_EQ(j->count(TaskState::succeeded), 10);
+    EXPECT_EQ(j->count(TaskState::running), 1);
+    // get() and an idempotent re-submit read the logged rows.
+    auto e3 = j->get("e3");
+    ASSERT_TRUE(e3.ok() && e3.value().has_value());
+    EXPECT_EQ(e3.value()->state, TaskState::succeeded);
+    EXPECT_EQ(e3.value()->published_version, 3);  // marked by the group of e4
+    EXPECT_EQ(e3.value()->result_json, "{\"echo\":\"e3\"}");
+    EXPECT_EQ(e3.value()->device_id, "cpu0");
+    std::vector<TaskRecord> again;
+    again.push_back(task("e3"));
+    auto g = j->commit_group(std::move(again), {}, nullptr);
+    ASSERT_TRUE(g.ok());
+    ASSERT_TRUE(g->accepted[0].ok());
+    EXPECT_FALSE(g->accepted[0]->second);
+    EXPECT_EQ(g->accepted[0]->first.version, 3);
+    // A mark of a version never journaled is refused, on a logged row too.
+    auto bad = j->commit_group({}, {}, nullptr, {{"e9", 4}});
+    ASSERT_TRUE(bad.ok());
+    ASSERT_EQ(bad->mark_errors.size(), 1u);
+    EXPECT_NE(bad->mark_errors[0].message().find("'e9' has no version 4 (its version is 3)"), std::string::npos)
+        << bad->mark_errors[0].message();
+    // unpublished() writes the log into the table first: e9 (never marked) and q1.
+    auto un = j->unpublished(100);
+    ASSERT_TRUE(un.ok()) << un.status().to_string();
+    EXPECT_EQ(j->pending_rows(), 0u);
+    ASSERT_EQ(un->size(), 2u);
+    EXPECT_EQ(un->at(0).id, "e9");
+    EXPECT_EQ(un->at(1).id, "q1");
+    EXPECT_EQ(un->at(1).state, TaskState::running);
+    EXPECT_EQ(un->at(1).version, 2);
+    EXPECT_EQ(un->at(1).attempts, 1);
+    EXPECT_EQ(j->count(TaskState::succeeded), 10);
+    EXPECT_EQ(j->count(TaskState::running), 1);
+    // The scheduler's housekeeping writes the log once kApplyRows rows wait.
+    for (size_t i = 0; i < TaskJournal::kApplyRows - 1; ++i) inline_echo(*j, "f" + std::to_string(i));
+    EXPECT_FALSE(j->checkpoint_if_due());
+    EXPECT_EQ(j->pending_rows(), TaskJournal::kApplyRows - 1);
+    inline_echo(*j, "f-last");
+    (void)j->checkpoint_if_due();
+    EXPECT_EQ(j->pending_rows(), 0u);
+    j.reset();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(query_int(db, "SELECT count(*) FROM log"), 0);
+    EXPECT_EQ(query_int(db, "SELECT count(*) FROM tasks WHERE state = 'SUCCEEDED'"),
+              static_cast<int64_t>(10 + TaskJournal::kApplyRows));
+    sqlite3_close(db);
+}
+
+/* A kill -9 leaves committed groups in the log only: open() writes them into the table, with
+ * every step and mark the child was told was journaled. */
+TEST(TaskJournal, LoggedGroupsSurviveKill9AndAreReplayedAtOpen) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    // The child reports i once the group of echo i (which marks echo i-1 published) committed.
+    Reporter child = Reporter::start([&](int fd) {
+        Result<std::unique_ptr<TaskJournal>> r = TaskJournal::open(path);
+        if (!r.ok()) return 2;
+        TaskJournal& j = *r.value();
+        if (!j.set_full_durability(false).ok()) return 3;
+        std::vector<std::pair<std::string, int64_t>> marks;
+        for (int64_t i = 0;; ++i) {
+            TaskRecord done = inline_echo(j, "k" + std::to_string(i), marks);
+            if (done.state != TaskState::succeeded) return 5;
+            marks = {{done.id, done.version}};
+            if (!report(fd, i)) return 4;
+            if (i % 100 == 99) (void)j.checkpoint_if_due();  // some applied, the rest still logged
+        }
+    });
+    ASSERT_GT(child.pid, 0);
+    int64_t v = -1, last = -1;
+    for (int n = 0; n < 420; ++n) {
+        ASSERT_TRUE(child.read(v)) << "child stopped early";
+        last = v;
+    }
+    int st = child.kill();
+    EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    while (child.read(v, 1000)) last = v;
+    ASSERT_TRUE(child.eof);
+
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    EXPECT_FALSE(j->recovered_from_corruption());
+    EXPECT_EQ(j->pending_rows(), 0u);  // replayed into the table at open
+    for (int64_t i = 0; i <= last; ++i) {
+        auto r = j->get("k" + std::to_string(i));
+        ASSERT_TRUE(r.ok() && r.value().has_value()) << "acknowledged task k" << i << " was lost";
+        EXPECT_EQ(r.value()->state, TaskState::succeeded) << "k" << i;
+        EXPECT_EQ(r.value()->version, 3) << "k" << i;
+        EXPECT_EQ(r.value()->result_json, "{\"echo\":\"k" + std::to_string(i) + "\"}");
+        if (i < last) {
+            EXPECT_EQ(r.value()->published_version, 3) << "k" << i << ": its mark was acknowledged";
+        }
+    }
+    const int64_t total = j->count(TaskState::succeeded);
+    EXPECT_GE(total, last + 1);
+    EXPECT_LE(total, last + 2);  // at most the group being committed when the signal came
+    auto un = j->unpublished(10);
+    ASSERT_TRUE(un.ok());
+    EXPECT_LE(un->size(), 2u);
+    EXPECT_EQ(j->count(TaskState::queued) + j->count(TaskState::running), 0);
+}
+
+/* A log row that does not decode (written by hand here; SQLite's checks passed) stops open()
+ * with a message naming the entry, and the file is left for a person to look at. */
+TEST(TaskJournal, DamagedLogEntryIsReportedAtOpen) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    {
+        auto j = open_journal(path);
+        ASSERT_NE(j, nullptr);
+        inline_echo(*j, "a");
+    }
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "INSERT INTO log(lsn, rows) VALUES (7, X'0102000000FFFF')", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+    Result<std::unique_ptr<TaskJournal>> r = TaskJournal::open(path);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::internal);
+    EXPECT_NE(r.status().message().find("log entry 7 is damaged"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find(path), std::string::npos) << r.status().message();
+    EXPECT_TRUE(files_starting_with(dir.path(), "tasks.db.corrupt").empty());
 }
 
 /* Commits leave the write-ahead log alone below kInlineCheckpointPages; checkpoint_if_due()

@@ -380,8 +380,11 @@ int TaskJournal::wal_hook(void* self, sqlite3* db, const char* name, int pages) 
 bool TaskJournal::checkpoint_if_due() {
     std::lock_guard<std::mutex> lock(mu_);
     if (db_ == nullptr) return false;
+    // One of the two per call: each stalls the scheduler for milliseconds, and an apply is what
+    // most often makes the write-ahead log due.
     if (pending_.size() >= kApplyRows || pending_bytes_ >= kApplyBytes) {
         if (Status a = apply_pending_locked("apply the log"); !a.ok()) spdlog::warn("{}", a.message());
+        return false;
     }
     if (wal_pages_ < kCheckpointPages) return false;
     wal_pages_ = 0;

@@ -1249,10 +1249,10 @@ TEST(TaskJournal, GroupCommitsAreLoggedAndWrittenIntoTheTableLater) {
     EXPECT_EQ(j->count(TaskState::running), 1);
     // The scheduler's housekeeping writes the log once kApplyRows rows wait.
     for (size_t i = 0; i < TaskJournal::kApplyRows - 1; ++i) inline_echo(*j, "f" + std::to_string(i));
-    EXPECT_FALSE(j->checkpoint_if_due());
+    (void)j->checkpoint_if_due();  // may checkpoint SQLite's write-ahead log: 1023 commits
     EXPECT_EQ(j->pending_rows(), TaskJournal::kApplyRows - 1);
     inline_echo(*j, "f-last");
-    (void)j->checkpoint_if_due();
+    EXPECT_FALSE(j->checkpoint_if_due()) << "the apply and a checkpoint in one call";
     EXPECT_EQ(j->pending_rows(), 0u);
     j.reset();
     sqlite3* db = nullptr;

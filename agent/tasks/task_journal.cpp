@@ -141,8 +141,9 @@ bool read_row(sqlite3_stmt* s, TaskRecord& r) {
 }
 
 /* The log's blob: a format byte (1), the row count (4 bytes), then per row every TaskRecord
- * field in declaration order; integers little-endian (int64 as 8 bytes, int as 4, the state as
- * 1), strings as a 4-byte length and the bytes. */
+ * field in the order encode_row() writes them; integers little-endian (int64 as 8 bytes, int as
+ * 4, the state as 1), strings as a 4-byte length and the bytes (the admission limits keep every
+ * field far below 4 GiB; log_append_locked() refuses one that is not). */
 constexpr unsigned char kLogFormat = 1;
 
 void put_u64(std::string& out, uint64_t v) {
@@ -157,7 +158,8 @@ void put_str(std::string& out, const std::string& s) {
 }
 
 size_t encoded_size(const TaskRecord& r) {
-    return 8 * 8 + 4 * 2 + 1 + 4 * 8 + r.id.size() + r.kind.size() + r.spec_json.size() + r.device_id.size() +
+    // Six int64 fields, two int, the state byte, eight length-prefixed strings.
+    return 6 * 8 + 2 * 4 + 1 + 8 * 4 + r.id.size() + r.kind.size() + r.spec_json.size() + r.device_id.size() +
            r.reason.size() + r.result_json.size() + r.reply_topic.size() + r.correlation.size();
 }
 
@@ -547,11 +549,18 @@ Status TaskJournal::apply_pending_locked(const char* what) {
 
 Status TaskJournal::log_append_locked(const StagedRows& staged) {
     size_t n = 0, bytes = 1 + 4;
-    for (const auto& [id, st] : staged)
-        if (st.dirty) {
-            ++n;
-            bytes += encoded_size(st.rec);
-        }
+    constexpr size_t kMaxField = std::numeric_limits<uint32_t>::max();
+    for (const auto& [id, st] : staged) {
+        if (!st.dirty) continue;
+        ++n;
+        bytes += encoded_size(st.rec);
+        const TaskRecord& r = st.rec;
+        for (const std::string* f : {&r.id, &r.kind, &r.spec_json, &r.device_id, &r.reason, &r.result_json,
+                                     &r.reply_topic, &r.correlation})
+            if (f->size() > kMaxField)
+                return Status(Code::invalid_argument, path_ + ": commit: task '" + r.id + "': a field of " +
+                                                          std::to_string(f->size()) + " bytes (at most 4 GiB)");
+    }
     if (n == 0) return {};
     std::string blob;
     blob.reserve(bytes);

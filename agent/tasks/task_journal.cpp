@@ -518,25 +518,27 @@ void TaskJournal::put_pending(TaskRecord r) {
     it->second = std::move(r);
 }
 
+Status TaskJournal::upsert_locked(const TaskRecord& r, const char* what) {
+    StmtScope scope(upsert_);
+    bind_row(upsert_, r);
+    int rc = run(upsert_);
+    return rc == SQLITE_DONE ? Status() : error(what, rc);
+}
+
+Status TaskJournal::write_pending_locked(const char* what) {
+    for (const auto& [id, r] : pending_)
+        if (Status s = upsert_locked(r, what); !s.ok()) return s;
+    StmtScope scope(log_clear_);
+    int rc = run(log_clear_);
+    return rc == SQLITE_DONE ? Status() : error(what, rc);
+}
+
 Status TaskJournal::apply_pending_locked(const char* what) {
     if (pending_.empty()) return {};
     if (Status s = begin_locked(what); !s.ok()) return s;
-    for (const auto& [id, r] : pending_) {
-        StmtScope scope(upsert_);
-        bind_row(upsert_, r);
-        if (int rc = run(upsert_); rc != SQLITE_DONE) {
-            Status e = error(what, rc);
-            rollback_locked(false);
-            return e;
-        }
-    }
-    {
-        StmtScope scope(log_clear_);
-        if (int rc = run(log_clear_); rc != SQLITE_DONE) {
-            Status e = error(what, rc);
-            rollback_locked(false);
-            return e;
-        }
+    if (Status s = write_pending_locked(what); !s.ok()) {
+        rollback_locked(false);
+        return s;
     }
     if (Status s = commit_locked(what); !s.ok()) {
         rollback_locked(false);  // counts include the pending rows either way
@@ -1048,8 +1050,20 @@ Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> acc
                 changed = true;
             }
         }
-        // One row in the log for the whole group, instead of the rows and their index entries.
-        if (s.ok() && changed) s = log_append_locked(staged);
+        // A small group (a closed loop of short tasks: one admission and the previous task's
+        // mark) goes to the log: one row instead of the rows and their index entries. A large
+        // one (a burst) shares its table and index pages among its rows, which then costs less
+        // than the log plus the apply: it writes its rows directly, and the pending ones first,
+        // emptying the log in the same transaction (so no stale image is ever replayed over it).
+        size_t dirty = 0;
+        for (const auto& [id, st] : staged) dirty += st.dirty ? 1 : 0;
+        const bool direct = dirty >= kDirectRows;
+        if (s.ok() && changed && !direct) s = log_append_locked(staged);
+        if (s.ok() && changed && direct) {
+            s = write_pending_locked("commit");
+            for (auto it = staged.begin(); s.ok() && it != staged.end(); ++it)
+                if (it->second.dirty) s = upsert_locked(it->second.rec, "commit");
+        }
         if (!s.ok()) {
             rollback_locked();
             return s;
@@ -1063,6 +1077,11 @@ Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> acc
             return c;
         }
         for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += delta[i];
+        if (direct) {
+            pending_.clear();
+            pending_bytes_ = 0;
+            return g;
+        }
         for (auto& [id, st] : staged)
             if (st.dirty) put_pending(std::move(st.rec));
         // A caller that never calls checkpoint_if_due() still keeps the log (and memory) bounded.

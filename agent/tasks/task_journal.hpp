@@ -221,6 +221,8 @@ public:
     static constexpr size_t kApplyRows = 1024;
     static constexpr size_t kApplyBytes = size_t{4} << 20;
     // commit_group() applies the log itself beyond these (a caller that never calls the above).
+    // A group commit changing this many rows or more writes them into the table directly.
+    static constexpr size_t kDirectRows = 8;
     static constexpr size_t kInlineApplyRows = 4096;
     static constexpr size_t kInlineApplyBytes = size_t{16} << 20;
 
@@ -273,6 +275,8 @@ private:
     static void bind_row(sqlite3_stmt* s, const TaskRecord& r);
     // The log (schema 3): appended by commit_group(), written into `tasks` by apply_pending_locked().
     Status log_append_locked(const StagedRows& staged);  // the dirty rows, as one log row
+    Status upsert_locked(const TaskRecord& r, const char* what);  // a whole row into `tasks`
+    Status write_pending_locked(const char* what);  // inside a transaction: pending rows in, log emptied
     void put_pending(TaskRecord r);                        // the latest image of a logged row
     /* Writes every pending row into `tasks` and empties the log, in one transaction; on failure
      * nothing changed (the rows stay pending and logged). */

@@ -3,7 +3,9 @@
 // acknowledged or published, so that after a crash, kill -9 or power cut the agent knows, even
 // with the broker unreachable, which tasks to run, which were cut off while running, and which
 // state changes the broker has not been handed yet. One SQLite file in the state directory
-// (WAL, synchronous=FULL, exclusively locked), built like the outbox (store/outbox.hpp).
+// (WAL, synchronous=FULL unless set_full_durability(false), exclusively locked), built like the
+// outbox (store/outbox.hpp). A small group commit appends its rows to the file's log table
+// (schema 3) instead of the task table and its indexes; see pending_rows().
 //
 // States follow AWS IoT Jobs: QUEUED -> RUNNING -> SUCCEEDED | FAILED | TIMED_OUT | CANCELED, and
 // REJECTED at admission. Every state change raises the task's version by exactly one; consumers

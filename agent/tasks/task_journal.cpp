@@ -142,7 +142,7 @@ bool read_row(sqlite3_stmt* s, TaskRecord& r) {
 
 /* The log's blob: a format byte (1), the row count (4 bytes), then per row every TaskRecord
  * field in the order encode_row() writes them; integers little-endian (int64 as 8 bytes, int as
- * 4, the state as 1), strings as a 4-byte length and the bytes (the admission limits keep every
+ * 4, the state as 1: its TaskState value), strings as a 4-byte length and the bytes (the admission limits keep every
  * field far below 4 GiB; log_append_locked() refuses one that is not). */
 constexpr unsigned char kLogFormat = 1;
 
@@ -296,7 +296,7 @@ TaskJournal::~TaskJournal() {
 }
 
 void TaskJournal::close_db() {
-    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &insert_, &by_id_, &update_, &queued_, &in_state_,
+    for (sqlite3_stmt** s : {&begin_, &commit_, &rollback_, &by_id_, &queued_, &in_state_,
                              &unpublished_, &mark_, &purge_, &counts_stmt_, &log_insert_,
                              &log_read_, &log_clear_, &upsert_, &state_of_}) {
         sqlite3_finalize(*s);
@@ -409,12 +409,7 @@ Status TaskJournal::prepare_all() {
         {&begin_, "BEGIN IMMEDIATE"},
         {&commit_, "COMMIT"},
         {&rollback_, "ROLLBACK"},
-        // A new id only (accept_locked looked it up first); the row as it stands at the commit.
-        {&insert_, "INSERT INTO tasks(" + cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                   "?14, ?15, ?16, ?17)"},
         {&by_id_, select + "WHERE id = ?1"},
-        {&update_, "UPDATE tasks SET state = ?2, version = ?3, started_ms = ?4, finished_ms = ?5, device_id = ?6, "
-                   "reason = ?7, result = ?8, attempts = ?9 WHERE seq = ?1"},
         // The partial indexes are named: without ANALYZE statistics the planner would rather
         // sort every queued task through tasks_by_state. (The literals must match the indexes'
         // WHERE, or prepare fails, which the tests would catch.)
@@ -432,8 +427,8 @@ Status TaskJournal::prepare_all() {
         {&log_insert_, "INSERT INTO log(rows) VALUES (?1)"},
         {&log_read_, "SELECT lsn, rows FROM log ORDER BY lsn"},
         {&log_clear_, "DELETE FROM log"},
-        // A row image from the log: inserted when new, else its changing columns replaced (the
-        // others never change after admission).
+        // Every write of a row (a new one, a transition, a row image from the log): inserted
+        // when new, else its changing columns replaced (the others never change after admission).
         {&upsert_, "INSERT INTO tasks(" + cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
                    "?14, ?15, ?16, ?17) ON CONFLICT(seq) DO UPDATE SET state = excluded.state, "
                    "version = excluded.version, started_ms = excluded.started_ms, finished_ms = excluded.finished_ms, "
@@ -650,17 +645,17 @@ Result<std::pair<TaskRecord, bool>> TaskJournal::accept_locked(TaskRecord r, Cou
     r.attempts = 0;
     if (!rejected) r.reason.clear();
     r.seq = next_seq_++;  // a rolled-back transaction leaves a gap, which orders nothing wrongly
-    // Inserted by write_staged_locked() as it stands at the end of the transaction: a task the
-    // same group starts (or runs and ends) is written once, and never enters the runnable index.
+    // Written as it stands at the end of the transaction (write_staged_locked(), or
+    // commit_group()'s log or direct write): a task the same group starts (or runs and ends)
+    // is written once, and never enters the runnable index.
     Staged& st = staged[r.id];
     st.rec = r;
-    st.in_file = false;
     st.dirty = true;
     ++delta[index_of(r.state)];
     return std::make_pair(std::move(r), true);
 }
 
-/* Binds a whole row in kColumns order (insert_ and upsert_). */
+/* Binds a whole row in kColumns order (upsert_). */
 void TaskJournal::bind_row(sqlite3_stmt* s, const TaskRecord& r) {
     sqlite3_bind_int64(s, 1, r.seq);
     bind_text(s, 2, r.id);
@@ -681,12 +676,6 @@ void TaskJournal::bind_row(sqlite3_stmt* s, const TaskRecord& r) {
     sqlite3_bind_int(s, 17, r.attempts);
 }
 
-Status TaskJournal::insert_locked(const TaskRecord& r) {
-    StmtScope scope(insert_);
-    bind_row(insert_, r);
-    int rc = run(insert_);
-    return rc == SQLITE_DONE ? Status() : error("accept", rc);
-}
 
 Result<std::pair<TaskRecord, bool>> TaskJournal::accept(TaskRecord r) {
     return guarded(path_, "accept", [&]() -> Result<std::pair<TaskRecord, bool>> {
@@ -745,20 +734,6 @@ Result<std::vector<Result<std::pair<TaskRecord, bool>>>> TaskJournal::accept_bat
     });
 }
 
-Status TaskJournal::update_locked(const TaskRecord& r, const char* what) {
-    StmtScope scope(update_);
-    sqlite3_bind_int64(update_, 1, r.seq);
-    sqlite3_bind_text(update_, 2, to_string(r.state), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(update_, 3, r.version);
-    sqlite3_bind_int64(update_, 4, r.started_ms);
-    sqlite3_bind_int64(update_, 5, r.finished_ms);
-    bind_text(update_, 6, r.device_id);
-    bind_text(update_, 7, r.reason);
-    bind_blob(update_, 8, r.result_json);
-    sqlite3_bind_int(update_, 9, r.attempts);
-    int rc = run(update_);
-    return rc == SQLITE_DONE ? Status() : error(what, rc);
-}
 
 Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& delta, bool& fatal, StagedRows* staged) {
     fatal = false;
@@ -799,7 +774,7 @@ Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& d
         if (st == nullptr) st = &(*staged)[t.id];
         st->rec = r;
         st->dirty = true;
-    } else if (Status s = update_locked(r, "transition"); !s.ok()) {
+    } else if (Status s = upsert_locked(r, "transition"); !s.ok()) {
         fatal = true;
         return s;
     }
@@ -810,9 +785,8 @@ Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& d
 Status TaskJournal::write_staged_locked(StagedRows& staged) {
     for (auto& [id, st] : staged) {
         if (!st.dirty) continue;
-        if (Status s = st.in_file ? update_locked(st.rec, "commit") : insert_locked(st.rec); !s.ok()) return s;
+        if (Status s = upsert_locked(st.rec, "commit"); !s.ok()) return s;
         st.dirty = false;
-        st.in_file = true;
     }
     return {};
 }
@@ -1127,7 +1101,7 @@ Result<std::vector<TaskRecord>> TaskJournal::recover(const std::function<bool(co
                 r.reason = kReasonAgentRestarted;
             }
             ++delta[index_of(r.state)];
-            if (Status s = update_locked(r, "recover"); !s.ok()) {
+            if (Status s = upsert_locked(r, "recover"); !s.ok()) {
                 rollback_locked();
                 return s;
             }

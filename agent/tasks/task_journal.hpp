@@ -31,6 +31,8 @@ struct sqlite3_stmt;
 
 namespace cpn::tasks {
 
+// The values are stored in the journal's log (task_journal.cpp, encode_row): append new states
+// at the end, never reorder.
 enum class TaskState { queued, running, succeeded, failed, timed_out, canceled, rejected };
 
 /* The wire (and file) name of a state, upper case: "QUEUED", "RUNNING", "SUCCEEDED", "FAILED",
@@ -268,12 +270,10 @@ private:
      * written once at the end (write_staged_locked) instead of once per step. */
     struct Staged {
         TaskRecord rec;
-        bool in_file = true;  // false: admitted in this transaction, not inserted yet
-        bool dirty = false;   // changed since it was written
+        bool dirty = false;  // changed since it was written
     };
     using StagedRows = std::unordered_map<std::string, Staged>;
     Result<std::pair<TaskRecord, bool>> accept_locked(TaskRecord r, Counts& delta, bool& fatal, StagedRows& staged);
-    Status insert_locked(const TaskRecord& r);
     static void bind_row(sqlite3_stmt* s, const TaskRecord& r);
     // The log (schema 3): appended by commit_group(), written into `tasks` by apply_pending_locked().
     Status log_append_locked(const StagedRows& staged);  // the dirty rows, as one log row
@@ -287,7 +287,6 @@ private:
     Result<TaskRecord> transition_locked(const Transition& t, Counts& delta, bool& fatal, StagedRows* staged = nullptr);
     Status write_staged_locked(StagedRows& staged);
     Result<std::optional<TaskRecord>> find_locked(const std::string& id, const char* what);
-    Status update_locked(const TaskRecord& r, const char* what);
     /* Sets published_version; `hit` tells whether a row changed. invalid_argument for a version
      * never journaled (nothing changed), the store's errors otherwise. */
     Status mark_locked(const std::string& id, int64_t version, bool* hit = nullptr);
@@ -303,9 +302,7 @@ private:
     sqlite3_stmt* begin_ = nullptr;
     sqlite3_stmt* commit_ = nullptr;
     sqlite3_stmt* rollback_ = nullptr;
-    sqlite3_stmt* insert_ = nullptr;
     sqlite3_stmt* by_id_ = nullptr;
-    sqlite3_stmt* update_ = nullptr;
     sqlite3_stmt* queued_ = nullptr;
     sqlite3_stmt* in_state_ = nullptr;
     sqlite3_stmt* unpublished_ = nullptr;

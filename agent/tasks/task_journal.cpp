@@ -676,7 +676,6 @@ void TaskJournal::bind_row(sqlite3_stmt* s, const TaskRecord& r) {
     sqlite3_bind_int(s, 17, r.attempts);
 }
 
-
 Result<std::pair<TaskRecord, bool>> TaskJournal::accept(TaskRecord r) {
     return guarded(path_, "accept", [&]() -> Result<std::pair<TaskRecord, bool>> {
         r.state = TaskState::queued;

@@ -769,7 +769,8 @@ Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& d
     if (!t.device_id.empty()) r.device_id = t.device_id;
     if (!t.result_json.empty()) r.result_json = t.result_json;
     if (staged != nullptr) {
-        // Written once, by write_staged_locked(), however many steps the task takes here.
+        // Written once at the end of the group (its log row, or write_staged_locked()), however
+        // many steps the task takes here.
         if (st == nullptr) st = &(*staged)[t.id];
         st->rec = r;
         st->dirty = true;
@@ -1034,8 +1035,7 @@ Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> acc
         if (s.ok() && changed && !direct) s = log_append_locked(staged);
         if (s.ok() && changed && direct) {
             s = write_pending_locked("commit");
-            for (auto it = staged.begin(); s.ok() && it != staged.end(); ++it)
-                if (it->second.dirty) s = upsert_locked(it->second.rec, "commit");
+            if (s.ok()) s = write_staged_locked(staged);
         }
         if (!s.ok()) {
             rollback_locked();

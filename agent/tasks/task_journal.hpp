@@ -224,9 +224,9 @@ public:
     static constexpr int kInlineCheckpointPages = 4000;  // a caller that never calls the above
     static constexpr size_t kApplyRows = 1024;
     static constexpr size_t kApplyBytes = size_t{4} << 20;
-    // commit_group() applies the log itself beyond these (a caller that never calls the above).
     // A group commit changing this many rows or more writes them into the table directly.
     static constexpr size_t kDirectRows = 8;
+    // commit_group() applies the log itself beyond these (a caller that never calls the above).
     static constexpr size_t kInlineApplyRows = 4096;
     static constexpr size_t kInlineApplyBytes = size_t{16} << 20;
 
@@ -267,7 +267,8 @@ private:
 
     /* Rows one commit_group() created or changed, as they stand in the transaction: a task's
      * later steps in the same group read it here rather than from the file, and its row is
-     * written once at the end (write_staged_locked) instead of once per step. */
+     * written once at the end (write_staged_locked(), or commit_group()'s log row) instead of
+     * once per step. */
     struct Staged {
         TaskRecord rec;
         bool dirty = false;  // changed since it was written

@@ -57,7 +57,10 @@ bool base64_decode(const std::string& in, std::string& out) {
 std::string sha256_hex(const std::string& bytes) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    if (EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr) != 1) return "";
+    // Fetched once: EVP_sha256() makes EVP_Digest look the implementation up in the provider
+    // tables on every call (OpenSSL 3), which costs more than hashing a small buffer.
+    static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    if (EVP_Digest(bytes.data(), bytes.size(), md, &n, kSha256 ? kSha256 : EVP_sha256(), nullptr) != 1) return "";
     static const char* d = "0123456789abcdef";
     std::string s(n * 2, '0');
     for (unsigned i = 0; i < n; ++i) {

@@ -199,11 +199,24 @@ struct TaskService::Impl {
         if (cancel_requested) m["cancel_requested"] = true;
         const std::string& corr = correlation ? *correlation : r.correlation;
         if (!corr.empty()) m["correlation"] = corr;
-        if (!r.result_json.empty()) {
-            nlohmann::json res = nlohmann::json::parse(r.result_json, nullptr, false);
-            if (!res.is_discarded()) m["result"] = std::move(res);
-        }
         return m;
+    }
+
+    /* The task_state payload: message() with the result document, which is JSON already (the
+     * journal's copy of what result_json() wrote), spliced in rather than parsed and dumped
+     * again; a result that is not valid JSON (a damaged row) is left out. */
+    std::string payload(const TaskRecord& r, const std::string* correlation, const std::string& queue_name,
+                        bool cancel_requested) const {
+        std::string s = message(r, correlation, queue_name, cancel_requested)
+                            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        if (!r.result_json.empty() && nlohmann::json::accept(r.result_json)) {
+            s.pop_back();  // the closing brace of a non-empty object
+            s.reserve(s.size() + r.result_json.size() + 12);
+            s += ",\"result\":";
+            s += r.result_json;
+            s += '}';
+        }
+        return s;
     }
 
     /* Publishes a state (tracked when `track`: its (id, version) is marked published once every
@@ -215,8 +228,7 @@ struct TaskService::Impl {
         const std::string qname = it != live.end() ? it->second.queue : std::string();
         const std::string& reply = reply_topic ? *reply_topic : r.reply_topic;
         const std::string& corr = correlation ? *correlation : r.correlation;
-        const std::string payload =
-            message(r, &corr, qname, cancel_requested).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        const std::string payload = this->payload(r, &corr, qname, cancel_requested);
         // The submitter's reply first: it is the one somebody waits on.
         std::vector<std::string> topics;
         if (!reply.empty()) topics.push_back(reply);
@@ -271,8 +283,7 @@ struct TaskService::Impl {
         }
         if (!online) return;
         auto it = live.find(r.id);
-        const std::string payload = message(r, &corr, it != live.end() ? it->second.queue : std::string(), cancel_requested)
-                                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        const std::string payload = this->payload(r, &corr, it != live.end() ? it->second.queue : std::string(), cancel_requested);
         (void)hooks.publish({reply, payload, 1, false, corr}, 0);
     }
 

@@ -311,6 +311,37 @@ def test_task_resubmit_is_idempotent_across_restart(broker, make_agent, make_bra
     assert_alive(agent)
 
 
+def test_task_damaged_result_in_journal_is_left_out(broker, make_agent, make_brain, make_client, node_id):
+    """The agent splices the journal's result document into its answers rather than parsing and
+    dumping it again; a row whose result is not JSON (a damaged file) is answered without it,
+    still a valid task_state, and the agent keeps serving."""
+    import sqlite3
+    agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id)
+    data = b"kept whole"
+    mark = client.mark()
+    client.submit(echo("dmg-ok", data))
+    client.submit(echo("dmg-bad", data))
+    wait_state(client, "dmg-ok", "SUCCEEDED", since=mark)
+    wait_state(client, "dmg-bad", "SUCCEEDED", since=mark)
+    agent.signal(signal.SIGTERM)
+    assert agent.wait_exit(5) == 0
+    db = sqlite3.connect(agent.state_dir / "tasks.db")
+    with db:
+        n = db.execute("UPDATE tasks SET result = ? WHERE id = 'dmg-bad'", (b'{"output": {"size": 10, "sha',)).rowcount
+    db.close()
+    assert n == 1, "the ended task is not in the tasks table after a clean stop"
+    start_agent(agent, brain, client)
+    m2 = client.mark()
+    ok, bad = client.status("dmg-ok"), client.status("dmg-bad")
+    a = client.wait(lambda d: d.get("correlation") == ok, since=m2, timeout=5, what="status answer")
+    b = client.wait(lambda d: d.get("correlation") == bad, since=m2, timeout=5, what="status answer")
+    assert (a.doc["state"], a.doc["version"]) == ("SUCCEEDED", 3), a.doc
+    check_output(a.doc, data)
+    assert (b.doc["state"], b.doc["version"]) == ("SUCCEEDED", 3), b.doc
+    assert "result" not in b.doc, b.doc
+    assert_alive(agent)
+
+
 def test_task_cancel_queued_and_running(broker, make_agent, make_brain, make_client, node_id):
     agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id, tasks__slots__cpu=1)
     mark = client.mark()

@@ -2,7 +2,9 @@
 // scheduler (per-device slots and memory, priorities, timeouts, cancel, device health) and the
 // publication of every state change (docs/protocol.md, Tasks).
 //
-// Threading: every method is called on the daemon's event-loop thread. Workloads run on their
+// Threading: the methods are called by one thread at a time, the holder of the daemon's round
+// lock: its event-loop thread, or the MQTT receive thread running a round while the loop sleeps
+// (daemon.cpp, follow()); nothing here is tied to a thread. Workloads run on their
 // own threads (or inline, for pure in-memory kinds) and hand their outcome back through `wake`,
 // which makes the daemon call flush() again. Requests that arrive together (submits, cancels,
 // status queries, workload outcomes) are handled by one flush() with one journal commit (group

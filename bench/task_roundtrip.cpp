@@ -16,6 +16,14 @@
 // --window outstanding. A latency is steady_clock from the publish call to the arrival of the
 // answer in the message callback.
 //
+// --interleave-bare B (mode agent): the same process also runs the bare responder and a second
+// requester, and the closed-loop phase alternates blocks of B bare requests and B echo tasks
+// until each has --latency-n: both sets then share the machine's every moment, which on a
+// shared VM (where the bare p50 alone moves by a third within minutes) keeps the neighbours out
+// of their ratio. The agent's work after its answers (acknowledgements, the journal's apply)
+// also slows the first bare requests of the next block, so small blocks flatter the agent.
+// Reported as "bare_interleaved".
+//
 // TCP_NODELAY: Paho C 1.3 never sets it and has no option for it, so a client that PUBACKs a
 // message and then publishes (a responder; a requester sending its next request after an answer)
 // has its PUBLISH held by Nagle's algorithm until the broker's delayed ACK (40 ms on Linux): about
@@ -444,6 +452,7 @@ int run(int argc, char** argv) {
     std::string broker, mode, node = "bench-node";
     int warmup = 200, latency_n = 2000, throughput_n = 20000, window = 64, payload_bytes = 64;
     bool as_json = false;
+    int interleave = 0;
     std::string nodelay = "on", latencies_out;
     app.add_option("--broker", broker, "Broker URI, tcp://HOST:PORT")->required();
     app.add_option("--mode", mode, "bare: MQTT request/response with an in-process responder; agent: echo tasks")
@@ -463,6 +472,10 @@ int run(int argc, char** argv) {
         ->check(CLI::IsMember({"on", "off"}))->capture_default_str();
     app.add_option("--latencies-out", latencies_out,
                    "Also write the closed-loop latencies (us), one per line in the order sent, to this file");
+    app.add_option("--interleave-bare", interleave,
+                   "Mode agent: alternate blocks of this many bare requests and echo tasks in the closed-loop phase "
+                   "(0: agent only)")
+        ->check(CLI::Range(0, 1000000))->capture_default_str();
     app.add_flag("--json", as_json, "Print one JSON object on stdout (the human summary goes to stderr)");
     try {
         app.parse(argc, argv);
@@ -480,23 +493,39 @@ int run(int argc, char** argv) {
     std::snprintf(tag, sizeof tag, "rt%d-%06llx", int(getpid()), static_cast<unsigned long long>(rng() & 0xffffff));
     std::string client_id = std::string("cpn-bench-") + tag;
 
+    if (interleave > 0 && mode != "agent") throw Fatal{kUsage, "--interleave-bare needs --mode agent"};
     std::unique_ptr<Responder> responder;
-    if (mode == "bare") responder = std::make_unique<Responder>(broker, client_id + "-resp");
+    if (mode == "bare" || interleave > 0) responder = std::make_unique<Responder>(broker, client_id + "-resp");
     Requester req(broker, client_id, mode, node, payload_bytes, window);
+    std::unique_ptr<Requester> bare_req;
+    if (interleave > 0) bare_req = std::make_unique<Requester>(broker, client_id + "-b", "bare", node, payload_bytes, window);
+    const int expect_sockets = 1 + (responder ? 1 : 0) + (bare_req ? 1 : 0);
     int nodelay_sockets = nodelay == "on" ? set_nodelay_to_port(port) : 0;
-    if (nodelay == "on" && nodelay_sockets != (responder ? 2 : 1))
+    if (nodelay == "on" && nodelay_sockets != expect_sockets)
         std::fprintf(stderr, "cpn-bench-task-roundtrip: warning: TCP_NODELAY set on %d socket(s), expected %d\n", nodelay_sockets,
-                     responder ? 2 : 1);
+                     expect_sockets);
 
-    // Warm-up, then the closed-loop latency phase.
-    for (int i = 0; i < warmup; ++i) {
-        req.send(false);
-        req.wait_outstanding_at_most(0);
-    }
+    // Warm-up, then the closed-loop latency phase (in alternating blocks with --interleave-bare).
+    auto closed_loop = [](Requester& r, int n, bool measure) {
+        for (int i = 0; i < n; ++i) {
+            r.send(measure);
+            r.wait_outstanding_at_most(0);
+        }
+    };
+    closed_loop(req, warmup, false);
+    if (bare_req) closed_loop(*bare_req, warmup, false);
     req.take_latencies();
-    for (int i = 0; i < latency_n; ++i) {
-        req.send(true);
-        req.wait_outstanding_at_most(0);
+    std::vector<double> bare_lat;
+    if (bare_req) {
+        for (int done = 0; done < latency_n; done += interleave) {
+            const int n = std::min(interleave, latency_n - done);
+            closed_loop(*bare_req, n, true);
+            closed_loop(req, n, true);
+        }
+        bare_lat = bare_req->take_latencies();
+        std::sort(bare_lat.begin(), bare_lat.end());
+    } else {
+        closed_loop(req, latency_n, true);
     }
     auto lat = req.take_latencies();
     if (!latencies_out.empty()) {
@@ -529,7 +558,7 @@ int run(int argc, char** argv) {
         if (!throughput_failed) per_s = double(tl.size()) / elapsed_s;
     }
 
-    long errors = req.errors();
+    long errors = req.errors() + (bare_req ? bare_req->errors() : 0);
     json out = {
         {"mode", mode},
         {"latency", {{"n", lat.size()}, {"p50_us", pct(lat, 0.50)}, {"p90_us", pct(lat, 0.90)}, {"p99_us", pct(lat, 0.99)},
@@ -543,6 +572,11 @@ int run(int argc, char** argv) {
         {"request_topic", req.request_topic()},
     };
     if (mode == "agent") out["node"] = node;
+    if (bare_req)
+        out["bare_interleaved"] = {{"n", bare_lat.size()},         {"block", interleave},
+                                   {"p50_us", pct(bare_lat, 0.50)}, {"p90_us", pct(bare_lat, 0.90)},
+                                   {"p99_us", pct(bare_lat, 0.99)}, {"max_us", bare_lat.empty() ? 0.0 : bare_lat.back()},
+                                   {"errors", bare_req->errors()}};
     if (throughput_failed) out["throughput"]["failed"] = throughput_failed->what;
     json d = req.details();
     if (responder && responder->dropped()) d["responder_dropped"] = responder->dropped();
@@ -553,6 +587,10 @@ int run(int argc, char** argv) {
                  req.request_topic().c_str(), payload_bytes, nodelay.c_str());
     std::fprintf(h, "  latency (closed loop)  n=%-7zu p50 %8.1f us  p90 %8.1f us  p99 %8.1f us  max %8.1f us\n", lat.size(),
                  pct(lat, 0.5), pct(lat, 0.9), pct(lat, 0.99), lat.empty() ? 0.0 : lat.back());
+    if (bare_req)
+        std::fprintf(h, "  bare, interleaved in blocks of %d  n=%-7zu p50 %8.1f us  p90 %8.1f us  p99 %8.1f us  max %8.1f us\n",
+                     interleave, bare_lat.size(), pct(bare_lat, 0.5), pct(bare_lat, 0.9), pct(bare_lat, 0.99),
+                     bare_lat.empty() ? 0.0 : bare_lat.back());
     if (throughput_failed)
         std::fprintf(h, "  throughput (window %d) FAILED after %zu answers: %s\n", window, tl.size(), throughput_failed->what.c_str());
     else if (throughput_n > 0)

@@ -202,6 +202,9 @@ private:
     bool follow_ok_ = false;              // under round_mu_: tasks open, commits not fsynced
     Clock::time_point last_round_end_{};  // under round_mu_: when the latest round ended
     int last_round_messages_ = 0;         // under round_mu_: and how many messages it handled
+    // follow(): until when messages are taken to come back to back (see kFollowHold); atomic
+    // although only the MQTT receive thread calls follow().
+    std::atomic<Clock::rep> busy_until_{0};
 
     std::mutex mu_;
     std::condition_variable cv_;
@@ -222,11 +225,15 @@ bool is_quiet(const Event& e) { return e.type == Event::delivered && e.tag < 0 &
 constexpr auto kQuietEventDelay = std::chrono::milliseconds(100);
 
 /* A follower round is skipped when the previous round (the loop's or a follower's) handled more
- * than one message, or ended less than this before: messages then come back to back (a burst,
- * or a stream at the broker's pace), and the loop, woken, takes them together in one round and
- * one journal commit (group commit). A closed loop of requests leaves a whole network round
- * trip between two messages. */
+ * than one message, or ended less than kFollowGap before, or the loop was busy: messages then
+ * come back to back (a burst, or a stream at the broker's pace), and the loop, woken, takes
+ * them together in one round and one journal commit (group commit). After such a message
+ * followers stay off for kFollowHold, renewed by each message that comes as fast, so a stream
+ * is left to the loop whole rather than each lull starting a round of one on the receive thread
+ * (which reads nothing meanwhile). A closed loop of requests leaves a whole network round trip
+ * between two messages. */
 constexpr auto kFollowGap = std::chrono::microseconds(50);
+constexpr auto kFollowHold = std::chrono::milliseconds(2);
 
 void Daemon::push(Event e) {
     const bool message = e.type == Event::message;
@@ -257,9 +264,13 @@ bool Daemon::followable(const Event& e) const {
  * stuck on itself. When the loop is busy, or something else is queued, or messages come back to
  * back (kFollowGap), the loop is woken as before. */
 void Daemon::follow() {
+    const Clock::time_point now = Clock::now();
     std::unique_lock<std::mutex> round(round_mu_, std::try_to_lock);
-    bool take = round.owns_lock() && !stopping_ && tasks_ && follow_ok_ && last_round_messages_ <= 1 &&
-                Clock::now() - last_round_end_ >= kFollowGap;
+    bool take = round.owns_lock() && !stopping_ && tasks_ && follow_ok_;
+    // Signs of a stream (they renew the hold); the hold alone only keeps followers off.
+    const bool fast = !round.owns_lock() || last_round_messages_ > 1 || now - last_round_end_ < kFollowGap;
+    if (fast) busy_until_.store((now + kFollowHold).time_since_epoch().count());
+    if (fast || now.time_since_epoch().count() < busy_until_.load()) take = false;
     std::deque<Event> batch;
     if (take) {
         std::lock_guard<std::mutex> g(mu_);

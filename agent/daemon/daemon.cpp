@@ -257,12 +257,13 @@ bool Daemon::followable(const Event& e) const {
 
 /* Called by the thread that queued a message (the MQTT client's receive thread). While the
  * loop sleeps, this thread runs the round itself (with tasks.journal_sync normal: see
- * follow_ok_): the task requests queued, one journal commit, the answers. Waking the loop instead costs a futex wake and the scheduling of another CPU,
- * ~30 us on a VM, a tenth of a loopback request/response. Same lock, same code as the loop's
- * round, so one thread at a time handles events and the task path, in their order. Nothing
- * here waits for the broker (publications are asynchronous), so the receive thread is never
- * stuck on itself. When the loop is busy, or something else is queued, or messages come back to
- * back (kFollowGap), the loop is woken as before. */
+ * follow_ok_): the task requests queued, one journal commit, the answers. Waking the loop
+ * instead costs a futex wake and the scheduling of another CPU, ~30 us on a VM, a tenth of a
+ * loopback request/response. Same lock, same code as the loop's round, so one thread at a time
+ * handles events and the task path, in their order. Nothing here waits for the broker
+ * (publications are asynchronous), so the receive thread is never stuck on itself. When the
+ * loop is busy, or something else is queued, or messages come back to back (kFollowGap,
+ * kFollowHold), the loop is woken as before. */
 void Daemon::follow() {
     const Clock::time_point now = Clock::now();
     std::unique_lock<std::mutex> round(round_mu_, std::try_to_lock);

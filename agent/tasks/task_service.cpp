@@ -283,7 +283,8 @@ struct TaskService::Impl {
         }
         if (!online) return;
         auto it = live.find(r.id);
-        const std::string payload = this->payload(r, &corr, it != live.end() ? it->second.queue : std::string(), cancel_requested);
+        const std::string qname = it != live.end() ? it->second.queue : std::string();
+        const std::string payload = this->payload(r, &corr, qname, cancel_requested);
         (void)hooks.publish({reply, payload, 1, false, corr}, 0);
     }
 

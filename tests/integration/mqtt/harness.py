@@ -812,7 +812,7 @@ class Agent:
             "capacity.mode": "off",
         }
         # CTest runs some task tests a second time with the journal not fsynced (tests/CMakeLists.txt,
-        # mqtt.normal.*): the mode in which the MQTT receive thread runs rounds itself.
+        # mqtt.normal_sync.*): the mode in which the MQTT receive thread runs rounds itself.
         if os.environ.get("CPN_TEST_JOURNAL_SYNC"):
             self.settings["tasks.journal_sync"] = os.environ["CPN_TEST_JOURNAL_SYNC"]
         self.settings.update({k.replace("__", "."): v for k, v in overrides.items()})

@@ -134,6 +134,9 @@ private:
     void push(Event e);
     /* Handles one event; false when it was the order to stop (run() then returns). */
     bool handle(Event& e);
+    /* The end of a round (the loop's or a follower's) that handled `messages` messages: the
+     * task path commits and publishes what they brought; follow() reads when and how many. */
+    void end_round(int messages);
     void follow();
     bool followable(const Event& e) const;
     std::optional<Event> wait_event(Clock::time_point until);
@@ -240,11 +243,17 @@ void Daemon::push(Event e) {
     bool wake;
     {
         std::lock_guard<std::mutex> g(mu_);
-        wake = !is_quiet(e) || long_wait_;
+        wake = !message && (!is_quiet(e) || long_wait_);
         events_.push_back(std::move(e));
     }
-    if (message) follow();
+    if (message) follow();  // runs the round here, or wakes the loop
     else if (wake) cv_.notify_one();
+}
+
+void Daemon::end_round(int messages) {
+    if (tasks_) tasks_->flush();
+    last_round_end_ = Clock::now();
+    last_round_messages_ = messages;
 }
 
 /* What a follower round may handle: task requests and the broker's acknowledgements of task
@@ -283,11 +292,12 @@ void Daemon::follow() {
         cv_.notify_one();
         return;
     }
-    for (Event& e : batch) (void)handle(e);  // followable events only: never the order to stop
-    tasks_->flush();
-    last_round_end_ = Clock::now();
-    last_round_messages_ = static_cast<int>(
-        std::count_if(batch.begin(), batch.end(), [](const Event& e) { return e.type == Event::message; }));
+    int messages = 0;
+    for (Event& e : batch) {
+        messages += e.type == Event::message ? 1 : 0;
+        (void)handle(e);  // followable events only: never the order to stop
+    }
+    end_round(messages);
     // The loop computed its wait before this round: wake it if the round brought a deadline
     // nearer (a task's timeout; acknowledgements to take within kQuietEventDelay).
     Clock::time_point need = tasks_->next_deadline();
@@ -1404,9 +1414,7 @@ int Daemon::run() {
             messages += e->type == Event::message ? 1 : 0;
             if (!handle(*e)) return 0;
         }
-        if (tasks_) tasks_->flush();
-        last_round_end_ = Clock::now();
-        last_round_messages_ = messages;
+        end_round(messages);
     }
     return 0;
 }

@@ -142,8 +142,9 @@ bool read_row(sqlite3_stmt* s, TaskRecord& r) {
 
 /* The log's blob: a format byte (1), the row count (4 bytes), then per row every TaskRecord
  * field in the order encode_row() writes them; integers little-endian (int64 as 8 bytes, int as
- * 4, the state as 1: its TaskState value), strings as a 4-byte length and the bytes (the admission limits keep every
- * field far below 4 GiB; log_append_locked() refuses one that is not). */
+ * 4, the state as 1: its TaskState value), strings as a 4-byte length and the bytes (the
+ * admission limits keep every field far below 4 GiB; log_append_locked() refuses one that is
+ * not). */
 constexpr unsigned char kLogFormat = 1;
 
 void put_u64(std::string& out, uint64_t v) {
@@ -732,7 +733,6 @@ Result<std::vector<Result<std::pair<TaskRecord, bool>>>> TaskJournal::accept_bat
         return out;
     });
 }
-
 
 Result<TaskRecord> TaskJournal::transition_locked(const Transition& t, Counts& delta, bool& fatal, StagedRows* staged) {
     fatal = false;

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""ONNX inference benchmark: cpn-agent's CPU backend against PyTorch, same models, same input.
+"""ONNX inference benchmark: a cpn-agent backend against PyTorch, same models, same input.
 
 For each model (torchvision resnet18, mobilenet_v2, squeezenet1_1, random weights, exported by
 export_models.py) and each batch size (1, 8):
@@ -26,11 +26,19 @@ GFLOP/s is also given as a fraction of the CPU's measured fp32 peak, taken from
 --peak-gflops is given. Prints a markdown table (and with --out writes it with the machine
 description and the command). The two engines never run at the same time.
 
+--backend cuda (or opencl) runs cpn-agent on that backend's first GPU or accelerator in
+`cpn-agent discover --json` (or --device ID) and PyTorch on CUDA (cuda) or the CPU (opencl):
+timed with torch.cuda.synchronize() around each run, TF32 off unless --torch-tf32 (cpn-agent's
+CUDA backend computes in fp32 without TF32), the peak is that device's fp32 figure, OpenCV is
+left out. --fp16 (CUDA only) adds PyTorch in float16 (model.half(), a float16 input) as a
+further column with its ratio; cpn-agent's backends compute float32 tensors only, so its column
+stays fp32 and the ratio says fp16 PyTorch time / fp32 cpn-agent time.
+
 Usage: /usr/bin/python3 bench/infer/bench_infer.py [--models resnet18,mobilenet_v2,squeezenet1_1]
        [--batches 1,8] [--threads T] [--agent build/bin/cpn-agent]
        [--plugin-dir build/lib/x86_64-linux-gnu/cpn-agent/backends] [--model-dir build/bench-models]
        [--min-seconds 2] [--rounds 1] [--quiet-busy 0.25] [--max-wait 300] [--peak-gflops G]
-       [--out FILE]
+       [--backend cpu|opencl|cuda] [--device ID] [--fp16] [--torch-tf32] [--out FILE]
 Needs torch, torchvision and numpy (and cv2 for the OpenCV column); runs export_models.py first when a model file is missing.
 """
 import argparse
@@ -79,21 +87,48 @@ def agent_cmd(args, *rest):
     return [args.agent, *rest, "--plugin-dir", args.plugin_dir]
 
 
+def pick_device(args):
+    """The device id cpn-agent runs on: None for the CPU backend, else --device or the first
+    non-CPU device `cpn-agent discover --json` reaches through --backend (a CPU device only
+    when there is no other one, as PoCL's for opencl)."""
+    if args.backend == "cpu":
+        return None
+    if args.device:
+        return args.device
+    p = subprocess.run(agent_cmd(args, "discover", "--json"), capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"cpn-agent discover failed ({p.returncode}): {p.stderr.strip()[-500:]}")
+    devs = [d for d in json.loads(p.stdout).get("devices", [])
+            if any(r.get("backend") == args.backend for r in d.get("runtimes", []))]
+    devs.sort(key=lambda d: d.get("class") == "cpu")
+    if not devs:
+        plugins = json.loads(p.stdout).get("plugins", [])
+        why = [f"{q.get('name')}: {q.get('status')} {q.get('reason', '')}".strip() for q in plugins
+               if q.get("name") == args.backend]
+        sys.exit(f"no device is reachable through {args.backend}" + (f" ({why[0]})" if why else ""))
+    return devs[0]["id"]
+
+
 def measured_peak(args):
-    """(GFLOP/s, label) of the CPU's fp32 peak from `cpn-agent bench --quick --json`."""
+    """(GFLOP/s, label) of the device's fp32 peak from `cpn-agent bench --quick --json`."""
     if args.peak_gflops:
         return args.peak_gflops, "given with --peak-gflops"
-    log("measuring the CPU's fp32 peak: cpn-agent bench --quick --json")
-    p = subprocess.run(agent_cmd(args, "bench", "--quick", "--json"), capture_output=True,
-                       text=True)
+    dev = args.device_id or "cpu"
+    log(f"measuring {dev}'s fp32 peak: cpn-agent bench --quick --json --device {dev}")
+    p = subprocess.run(agent_cmd(args, "bench", "--quick", "--json", "--no-store", "--device", dev),
+                       capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"cpn-agent bench failed ({p.returncode}): {p.stderr.strip()[-500:]}; "
                  "give --peak-gflops")
     doc = json.loads(p.stdout)
-    for dev in doc.get("devices", []):
-        if dev.get("device_id") != "cpu":
+    for d in doc.get("devices", []):
+        if d.get("device_id") != dev:
             continue
-        best = dev.get("best", {})
+        best = d.get("best", {})
+        if dev != "cpu":
+            if "fp32" in best:
+                return best["fp32"]["value"] / 1e9, f"cpn-agent bench --quick, {dev} fp32"
+            break
         key = "fp32.1core" if args.threads == 1 and "fp32.1core" in best else "fp32"
         if key in best:
             gf = best[key]["value"] / 1e9
@@ -101,12 +136,14 @@ def measured_peak(args):
                 gf *= args.threads / os.cpu_count()
                 return gf, f"cpn-agent bench --quick, cpu {key} scaled to {args.threads} threads"
             return gf, f"cpn-agent bench --quick, cpu {key}"
-    sys.exit("cpn-agent bench --json has no cpu fp32 figure; give --peak-gflops")
+    sys.exit(f"cpn-agent bench --json has no {dev} fp32 figure; give --peak-gflops")
 
 
 def run_agent(args, model, inp, repeat, outdir):
     cmd = agent_cmd(args, "infer", "-m", str(model), "-i", f"input={inp}", "--json",
                     "--repeat", str(repeat), "--threads", str(args.threads), "-o", str(outdir))
+    if args.device_id:
+        cmd += ["--device", args.device_id, "--backend", args.backend]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         msg = (p.stderr.strip() or p.stdout.strip() or f"exit {p.returncode}").splitlines()
@@ -130,19 +167,33 @@ def build_torch(name):
     return model
 
 
-def bench_torch(model, x, min_seconds):
-    """Best-of-N wall time, N >= 3 and the timed runs taking at least min_seconds."""
+def bench_torch(model, x, min_seconds, device="cpu", half=False):
+    """Best-of-N wall time, N >= 3 and the timed runs taking at least min_seconds. On CUDA the
+    model and input live on the GPU (float16 with half) and each timed run ends with
+    torch.cuda.synchronize(); the output comes back as float32 on the host."""
     t = torch.from_numpy(x)
+    if device != "cpu":
+        model = model.to(device)
+        t = t.to(device)
+    if half:
+        model, t = model.half(), t.half()
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     with torch.no_grad():
         y = model(t)                       # warm-up (oneDNN primitive creation, allocation)
         model(t)
+        sync()
         best, n, start = math.inf, 0, time.perf_counter()
         while n < 3 or time.perf_counter() - start < min_seconds:
             t0 = time.perf_counter()
             model(t)
+            sync()
             best = min(best, time.perf_counter() - t0)
             n += 1
-    return best, n, y.numpy()
+    if half:
+        model.float()
+    if device != "cpu":
+        model.to("cpu")
+    return best, n, y.float().cpu().numpy()
 
 
 def opencv_copy(model_path):
@@ -234,8 +285,29 @@ def main():
                     help="... but wait at most this many seconds (then measure anyway)")
     ap.add_argument("--peak-gflops", type=float, default=None,
                     help="the CPU's fp32 peak in GFLOP/s (default: measure it with cpn-agent bench)")
+    ap.add_argument("--backend", default="cpu", choices=("cpu", "opencl", "cuda"),
+                    help="the cpn-agent backend to run the models on")
+    ap.add_argument("--device", default=None,
+                    help="the device id (default: the backend's first GPU or accelerator)")
+    ap.add_argument("--fp16", action="store_true",
+                    help="also time PyTorch in float16 on CUDA (--backend cuda)")
+    ap.add_argument("--torch-tf32", action="store_true",
+                    help="let PyTorch use TF32 for fp32 convolutions and matrix products on CUDA")
     ap.add_argument("--out", default=None, help="also write the table and the machine here (markdown)")
     args = ap.parse_args()
+    if args.fp16 and args.backend != "cuda":
+        ap.error("--fp16 needs --backend cuda")
+    tdev = "cuda" if args.backend == "cuda" else "cpu"
+    if tdev == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("--backend cuda: this PyTorch sees no CUDA device "
+                     f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+        torch.backends.cuda.matmul.allow_tf32 = args.torch_tf32
+        torch.backends.cudnn.allow_tf32 = args.torch_tf32
+    use_cv = cv2 is not None and args.backend == "cpu"
+    args.device_id = pick_device(args)
+    if args.device_id:
+        log(f"cpn-agent runs on {args.device_id} through {args.backend}; PyTorch on {tdev}")
 
     models = [m for m in args.models.split(",") if m]
     batches = [int(b) for b in args.batches.split(",") if b]
@@ -298,10 +370,16 @@ def main():
                 for rnd in range(args.rounds):
                     busy_seen.append(wait_quiet(args.quiet_busy, args.max_wait))
                     log(f"{name} batch {b}: PyTorch (round {rnd + 1}/{args.rounds})")
-                    best, n, y_t = bench_torch(tmodel, x, args.min_seconds)
+                    best, n, y_t = bench_torch(tmodel, x, args.min_seconds, tdev)
                     if "torch_s" not in row or best < row["torch_s"]:
                         row["torch_s"], row["torch_n"] = best, n
-                if cv2 is not None:
+                    if args.fp16:
+                        log(f"{name} batch {b}: PyTorch float16 (round {rnd + 1}/{args.rounds})")
+                        best, n, y_h = bench_torch(tmodel, x, args.min_seconds, tdev, half=True)
+                        if "half_s" not in row or best < row["half_s"]:
+                            row["half_s"] = best
+                            row["half_diff"] = float(np.max(np.abs(y_h - ref)) / np.max(np.abs(ref)))
+                if use_cv:
                     for rnd in range(args.rounds):
                         busy_seen.append(wait_quiet(args.quiet_busy, args.max_wait))
                         log(f"{name} batch {b}: OpenCV DNN (round {rnd + 1}/{args.rounds})")
@@ -317,36 +395,53 @@ def main():
                             row["cv_diff"] = float(np.max(np.abs(y_cv - ref)) / np.max(np.abs(ref)))
                 row["busy_before"] = max(busy_seen)
                 row["torch_self_diff"] = float(np.max(np.abs(y_t - ref)) / np.max(np.abs(ref)))
-                if row["torch_self_diff"] > 1e-5:
+                if row["torch_self_diff"] > (1e-5 if tdev == "cpu" else TOLERANCE):
                     problems.append(f"{name} batch {b}: PyTorch now differs from the exported "
                                     f"reference by {row['torch_self_diff']:.2e}")
                 rows.append(row)
     load_after = os.getloadavg()
 
+    # The last two columns: OpenCV's DNN module beside the CPU backend, PyTorch in float16 beside
+    # CUDA with --fp16, none otherwise.
+    if args.backend == "cpu":
+        extra_head = " OpenCV DNN latency ms | ratio (OpenCV / cpn) |"
+    elif args.fp16:
+        extra_head = " PyTorch fp16 latency ms | ratio (PyTorch fp16 / cpn fp32) |"
+    else:
+        extra_head = ""
+
+    def extra(r, s):
+        if not extra_head:
+            return ""
+        if args.backend == "cpu":
+            if "cv_s" in r:
+                cell = f"{fmt(r['cv_s'] * 1e3, 2)} (max rel diff {r['cv_diff']:.1e})"
+            else:
+                cell = f"cannot run it: {r['cv_error']}" if "cv_error" in r else "python3-opencv not installed"
+            t = r.get("cv_s")
+        else:
+            cell = f"{fmt(r['half_s'] * 1e3, 2)} (max rel diff {r['half_diff']:.1e})"
+            t = r["half_s"]
+        return f" {cell} | {f'{t / s:.2f}x' if t and s else ''} |"
+
     head = ("| model | batch | cpn-agent latency ms | cpn-agent images/s | cpn-agent GFLOP/s | "
             "% of fp32 peak | PyTorch latency ms | PyTorch images/s | PyTorch GFLOP/s | "
-            "ratio (PyTorch / cpn) | max rel diff | OpenCV DNN latency ms | ratio (OpenCV / cpn) |")
+            "ratio (PyTorch / cpn) | max rel diff |" + extra_head)
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in rows:
         ts = r["torch_s"]
-        if "cv_s" in r:
-            cv_cell = f"{fmt(r['cv_s'] * 1e3, 2)} (max rel diff {r['cv_diff']:.1e})"
-        else:
-            cv_cell = f"cannot run it: {r['cv_error']}" if "cv_error" in r else "python3-opencv not installed"
         if "error" in r:
-            gf_t = ""
             lines.append(f"| {r['model']} | {r['batch']} | failed: {r['error']} | | | | "
-                         f"{fmt(ts * 1e3, 2)} | {fmt(r['batch'] / ts)} | {gf_t} | | | {cv_cell} | |")
+                         f"{fmt(ts * 1e3, 2)} | {fmt(r['batch'] / ts)} | | | |" + extra(r, None))
             continue
         m = r["agent"]
         s = m["run_s"]
-        cv_ratio = f"{r['cv_s'] / s:.2f}x" if "cv_s" in r else ""
         gf = m["flops"] / s / 1e9
         gf_t = m["flops"] / ts / 1e9
         lines.append(
             f"| {r['model']} | {r['batch']} | {fmt(s * 1e3, 2)} | {fmt(r['batch'] / s)} | "
             f"{fmt(gf)} | {fmt(100 * gf / peak)} % | {fmt(ts * 1e3, 2)} | {fmt(r['batch'] / ts)} | "
-            f"{fmt(gf_t)} | {ts / s:.2f}x | {r['diff']:.1e} | {cv_cell} | {cv_ratio} |")
+            f"{fmt(gf_t)} | {ts / s:.2f}x | {r['diff']:.1e} |" + extra(r, s))
     table = "\n".join(lines)
 
     detail = ["| model | batch | cpn-agent GFLOP per run | runs (cpn / PyTorch) | compile s | load s | "
@@ -370,6 +465,10 @@ def main():
                f"{'vm (' + cpu['Hypervisor vendor'] + ')' if 'Hypervisor vendor' in cpu else 'bare metal'}. "
                f"Date: {now:%Y-%m-%d %H:%M} UTC. Threads: {args.threads} (cpn-agent --threads, "
                f"torch.set_num_threads). fp32 peak: {peak:.1f} GFLOP/s ({peak_src}). "
+               + (f"cpn-agent: {args.device_id} through {args.backend}; PyTorch on {tdev}"
+                  + (f" ({torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, "
+                     f"TF32 {'on' if args.torch_tf32 else 'off'})" if tdev == "cuda" else "") + ". "
+                  if args.device_id else "") +
                f"PyTorch {torch.__version__}, torchvision {torchvision.__version__}. "
                f"Load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f}. "
                f"Best of {args.rounds} round(s) per engine, each >= {args.min_seconds:g} s of runs.")
@@ -381,7 +480,8 @@ def main():
     if problems:
         print("\nProblems:\n" + "\n".join("- " + p for p in problems))
     if args.out:
-        text = [f"# ONNX inference, cpn-agent CPU backend against PyTorch, {now:%Y-%m-%d}", "",
+        text = [f"# ONNX inference, cpn-agent {args.backend} backend against PyTorch ({tdev}), "
+                f"{now:%Y-%m-%d}", "",
                 machine, "", f"Command: `{command}`", "",
                 f"Latency is the best single run (batch images at once); images/s = batch / "
                 f"latency; GFLOP/s uses cpn-agent's own FLOP count of the model for both engines. "

@@ -16,6 +16,7 @@ Usage: /usr/bin/python3 bench/infer/export_models.py [OUTDIR] [--models resnet18
 Needs torch, torchvision, onnx and numpy (Debian's python3-torch, -torchvision, -onnx, -numpy).
 """
 import argparse
+import inspect
 import pathlib
 import sys
 
@@ -48,6 +49,10 @@ def main():
     batches = [int(b) for b in args.batches.split(",") if b]
     models = [m for m in args.models.split(",") if m]
 
+    # PyTorch >= 2.9 exports through torch.export (dynamo) by default, into opset 18 and beyond;
+    # the TorchScript exporter gives the opset asked for (Debian 12's PyTorch has only that one).
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+
     inputs = {}
     for b in batches:
         rng = np.random.default_rng(1000 + b)
@@ -63,7 +68,7 @@ def main():
                 model, torch.from_numpy(inputs[batches[0]]), str(path),
                 opset_version=args.opset, input_names=["input"], output_names=["output"],
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                do_constant_folding=True)
+                do_constant_folding=True, **legacy)
             onnx.checker.check_model(onnx.load(str(path)))
             for b, x in inputs.items():
                 y = model(torch.from_numpy(x)).numpy()

@@ -68,13 +68,21 @@ stamp() { echo "--- $(date -u +%H:%M:%S) [$(( SECONDS - started )) s] $*"; }
 # --- the kit ---------------------------------------------------------------------------------
 [ -f "$kit/MANIFEST" ] || die "$kit/MANIFEST is missing: run 'bash scripts/device-kit.sh' on the build machine and carry .device-kit"
 manifest() { sed -n "s/^$1=//p" "$kit/MANIFEST"; }
+# Unpacks a .tar.xz into a directory: xz(1) where the image has it, else Python's tarfile.
+unpack() {
+  if command -v xz >/dev/null; then
+    xz -dc "$1" | tar -C "$2" -xf -
+  else
+    "$py" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"
+  fi
+}
 stamp "kit: $(manifest commit) ($(manifest uncommitted_changes) uncommitted files), made $(manifest made); here: $(pwd)"
 # Unpacked afresh each run; a directory there that is not an earlier unpacked kit is left alone.
 if [ -e "$root" ] && [ ! -f "$root/.cpn-device-kit" ] && [ -n "$(ls -A "$root" 2>/dev/null)" ]; then
   die "$root exists and is not an unpacked kit: set CPN_DEVICE_KIT_ROOT elsewhere"
 fi
 rm -rf "$root" && mkdir -p "$root" && touch "$root/.cpn-device-kit"
-xz -dc "$kit/kit.tar.xz" | tar -C "$root" -xf - || die "could not unpack $kit/kit.tar.xz"
+unpack "$kit/kit.tar.xz" "$root" || die "could not unpack $kit/kit.tar.xz"
 
 src=$(manifest source_dir)
 if [ "$(realpath -m "$src")" != "$repo" ]; then
@@ -122,11 +130,11 @@ else
 fi
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if [ ! -d /usr/share/libonnx-testdata/data ] && [ -f "$kit/onnx-testdata.tar.xz" ]; then
-  xz -dc "$kit/onnx-testdata.tar.xz" | tar -C /usr/share -xf - || echo "could not unpack the ONNX test data into /usr/share: the ONNX sets will skip"
+  unpack "$kit/onnx-testdata.tar.xz" /usr/share || echo "could not unpack the ONNX test data into /usr/share: the ONNX sets will skip"
 fi
 agent=$repo/build/bin/cpn-agent
 plugins=$repo/build/lib/$(manifest multiarch)/cpn-agent/backends
-"$agent" --version >/dev/null || die "build/bin/cpn-agent does not start here (see above)"
+"$agent" --version >/dev/null || die "build/bin/cpn-agent does not start here (see above; it needs glibc 2.34 or later, this is $(ldd --version 2>&1 | head -1))"
 
 # The first device the backend reaches (a CPU device last), or why there is none.
 gpu=$("$agent" discover --json 2>/dev/null | "$py" -c '

@@ -5,6 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "core/log.hpp"
+#include "core/revision.hpp"
 #include "cpn_backend.h"
 
 int main(int argc, char** argv) {
@@ -58,7 +59,7 @@ int main(int argc, char** argv) {
 
     if (version) {
         std::printf("cpn-agent %s (git %s)\nplugin ABI %u\nbackends built: %s\n", CPN_VERSION,
-                    CPN_GIT_REVISION, CPN_BACKEND_ABI_VERSION, CPN_BACKENDS_BUILT);
+                    cpn::git_revision(), CPN_BACKEND_ABI_VERSION, CPN_BACKENDS_BUILT);
         return cpn::cli::kExitOk;
     }
     for (auto& [cmd, action] : actions)

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/revision.hpp"
 #include "core/status.hpp"
 
 namespace cpn::metrics {
@@ -51,7 +52,7 @@ struct AgentState {
     std::optional<int64_t> tasks_running;
     std::optional<int64_t> tasks_unhealthy_devices;
     std::string version = CPN_VERSION;            // cpn_build_info labels
-    std::string revision = CPN_GIT_REVISION;
+    std::string revision = cpn::git_revision();
 };
 std::vector<Family> agent_families(const AgentState& state);
 

@@ -30,6 +30,13 @@ TEST(Cli, VersionNamesAbiAndBackends) {
     EXPECT_EQ(r.exit_code, 0);
     EXPECT_NE(r.out.find("plugin ABI 1"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("backends built: cpu"), std::string::npos) << r.out;
+    // The revision is the checkout's as built, not as it was when CMake configured.
+    auto head = test::run_command("git -C '" CPN_SOURCE_DIR "' rev-parse --short=12 HEAD 2>/dev/null");
+    if (head.exit_code == 0 && head.out.size() > 12) {
+        EXPECT_NE(r.out.find("(git " + head.out.substr(0, 12)), std::string::npos) << r.out << " HEAD " << head.out;
+    } else {
+        EXPECT_NE(r.out.find("(git "), std::string::npos) << r.out;  // "unknown" or CPN_GIT_REVISION
+    }
 }
 
 TEST(Cli, UnknownFlagIsUsageError) {

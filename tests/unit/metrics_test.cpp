@@ -270,7 +270,7 @@ TEST(Metrics, AgentState) {
     EXPECT_EQ(names, (std::set<std::string>{"cpn_build_info", "cpn_mqtt_connected", "cpn_bdseq"}));
     EXPECT_DOUBLE_EQ(value(fs, "cpn_mqtt_connected", node()), 0);
     EXPECT_DOUBLE_EQ(value(fs, "cpn_build_info", {{"node", "edge-1"}, {"version", CPN_VERSION},
-                                                  {"revision", CPN_GIT_REVISION}}),
+                                                  {"revision", cpn::git_revision()}}),
                      1);
 }
 

@@ -20,7 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct InferArgs {
-    std::string model, device, backend, out_dir, format = "npy", plugin_dir;
+    std::string model, device, backend, out_dir, format = "npy", plugin_dir, precision = "fp32";
     std::vector<std::string> inputs;
     int threads = 0, repeat = 1;
     bool json = false, allow_nonfinite = false;
@@ -47,6 +47,10 @@ std::function<int()> add_infer_command(CLI::App& app, const GlobalOptions& g) {
     cmd->add_option("-o,--output-dir", a->out_dir, "Write each output here as NAME.<format> (default: print a summary only)");
     cmd->add_option("--format", a->format, "Output file format: npy, pb or cpnt")->check(CLI::IsMember({"npy", "pb", "cpnt"}));
     cmd->add_option("--threads", a->threads, "CPU threads (default: all)")->check(CLI::Range(0, 1024));
+    cmd->add_option("--precision", a->precision,
+                    "fp32 (default), or fp16: products in float16 where the device has float16 arithmetic (CUDA tensor cores), "
+                    "float32 elsewhere; the metrics say which ran")
+        ->check(CLI::IsMember({"fp32", "fp16"}));
     cmd->add_option("--repeat", a->repeat, "Run this many times and report the best (the first includes compilation)")
         ->check(CLI::Range(1, 100000));
     cmd->add_flag("--allow-nonfinite", a->allow_nonfinite, "Accept NaN and infinity in the inputs");
@@ -132,6 +136,7 @@ std::function<int()> add_infer_command(CLI::App& app, const GlobalOptions& g) {
         infer::InferEngine engine;
         infer::InferRunOptions ro;
         ro.threads = a->threads;
+        ro.precision = a->precision;
         ro.allow_nonfinite_inputs = a->allow_nonfinite;
         Result<infer::InferResult> best = Status(Code::internal, "not run");
         double best_s = 1e300;
@@ -184,6 +189,9 @@ std::function<int()> add_infer_command(CLI::App& app, const GlobalOptions& g) {
                     metrics["compile_s"].get<double>() * 1e3, metrics["nodes"].get<size_t>(), metrics["model_nodes"].get<size_t>(),
                     metrics["optimizations"].get<std::string>().c_str(), metrics["segments"].get<size_t>(),
                     metrics["fallback_nodes"].get<size_t>());
+        if (a->precision != "fp32" || metrics["precision"] != "fp32")
+            std::printf("  precision: %s%s\n", metrics["precision"].get<std::string>().c_str(),
+                        metrics.contains("precision_note") ? (" (" + metrics["precision_note"].get<std::string>() + ")").c_str() : "");
         for (const auto& o : outs)
             std::printf("  %s: %s %s%s\n", o["name"].get<std::string>().c_str(), o["dtype"].get<std::string>().c_str(),
                         o["shape"].dump().c_str(), o.contains("file") ? (" -> " + o["file"].get<std::string>()).c_str() : "");

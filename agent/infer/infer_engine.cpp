@@ -182,6 +182,11 @@ void* alloc_output(void* user, const char* name, int32_t dtype, uint32_t rank, c
     }
 }
 
+// A plan per model, device and precision (the segments are prepared for one precision).
+std::string plan_key(const std::string& sha256, const InferTarget& t, const InferRunOptions& opt) {
+    return sha256 + "@" + t.device_id + (opt.precision == "fp32" ? "" : "#" + opt.precision);
+}
+
 }  // namespace
 
 // ---- the cache ---------------------------------------------------------------------------------
@@ -273,7 +278,7 @@ struct InferEngine::Impl {
     }
 
     Result<std::shared_ptr<Plan>> plan(const LoadedModel& m, const InferTarget& t, const InferRunOptions& opt) {
-        const std::string key = m.sha256 + "@" + t.device_id;
+        const std::string key = plan_key(m.sha256, t, opt);
         if (auto it = plans.find(key); it != plans.end()) return it->second;
         const auto t0 = Clock::now();
         // The device by its best path that has the inference extension.
@@ -308,7 +313,10 @@ struct InferEngine::Impl {
             ++plan->fallback_nodes;
             if (plan->fallback_ops.size() < 16) plan->fallback_ops.push_back(g.nodes[i].op_type + ": " + r);
         }
-        const std::string options = nlohmann::json{{"threads", opt.threads}, {"max_tensor_elements", opt.max_tensor_elements}}.dump();
+        const std::string options = nlohmann::json{{"threads", opt.threads},
+                                                   {"max_tensor_elements", opt.max_tensor_elements},
+                                                   {"precision", opt.precision}}
+                                        .dump();
         for (size_t b = 0; b < g.nodes.size();) {
             size_t e = b + 1;
             while (e < g.nodes.size() && on_dev[e] == on_dev[b]) ++e;
@@ -353,7 +361,7 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
     std::shared_ptr<Plan> held;  // keeps the plan alive for this run even if it is evicted
     {
         std::lock_guard<std::mutex> lk(impl_->mu);
-        cached_plan = impl_->plans.count(m->sha256 + "@" + target.device_id) != 0;
+        cached_plan = impl_->plans.count(plan_key(m->sha256, target, opt)) != 0;
         Result<std::shared_ptr<Plan>> pr = impl_->plan(*m, target, opt);
         if (!pr.ok()) return pr.status();
         held = pr.value();
@@ -367,6 +375,9 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
     double flops = 0;
     uint64_t copy_bytes = 0, copies = 0;
     uint64_t host_nodes = 0;
+    // The precision the products ran at: float16 once a device segment says so; the first
+    // reason a segment gives for running float32 although float16 was asked for.
+    std::string precision = "fp32", precision_note;
     // The plugins poll a flag during a segment; a watcher turns the caller's cancel into it.
     volatile int32_t cancel_flag = 0;
     std::atomic<bool> run_over{false};
@@ -418,6 +429,9 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
         if (r.is_object()) {
             flops += r.value("flops", 0.0);
             host_nodes += r.value("host_nodes", uint64_t{0});
+            if (r.value("precision", "") == "fp16") precision = "fp16";
+            if (precision_note.empty() && r.contains("precision_note") && r["precision_note"].is_string())
+                precision_note = seg->session->backend + ": " + r["precision_note"].get<std::string>();
         }
         // The copies between host and device memory: what the backend counted (a device
         // backend copies in and out itself), or, when it does not say, one per tensor crossing
@@ -454,7 +468,13 @@ Result<InferResult> InferEngine::run(const std::shared_ptr<const LoadedModel>& m
         {"host_nodes", host_nodes},  // nodes a device backend ran on the host inside its segments
         {"copies", copies},
         {"copy_bytes", copy_bytes},
+        {"precision", precision},
     };
+    if (opt.precision == "fp16" && precision != "fp16")
+        res.metrics["precision_note"] = !precision_note.empty() ? precision_note
+                                                                : plan.backend + " computes float32 only: fp16 was asked for";
+    else if (opt.precision == "fp16" && plan.fallback_nodes > 0)
+        res.metrics["precision_note"] = "the nodes that fell back to the CPU ran in float32";
     return res;
 }
 

@@ -64,6 +64,9 @@ InferTarget infer_target_for(const Device& d, const std::vector<Device>& all,
 
 struct InferRunOptions {
     int threads = 0;  // CPU threads (0: all)
+    // "fp32", or "fp16": products in float16 where the device has float16 arithmetic (the
+    // CUDA backend's tensor cores), float32 elsewhere; the metrics say which ran and why.
+    std::string precision = "fp32";
     int64_t max_tensor_elements = int64_t{1} << 30;
     std::function<bool()> cancelled;
     bool allow_nonfinite_inputs = false;

@@ -58,11 +58,14 @@ std::string parse_infer_params(const nlohmann::json& p, InferParams* out) {
             if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1024)
                 return "params.threads: expected an integer from 0 (all) to 1024";
             r.threads = v.get<int>();
+        } else if (k == "precision") {
+            if (!v.is_string() || (v != "fp32" && v != "fp16")) return "params.precision: expected fp32 or fp16";
+            r.precision = v.get<std::string>();
         } else if (k == "allow_nonfinite") {
             if (!v.is_boolean()) return "params.allow_nonfinite: expected true or false";
             r.allow_nonfinite = v.get<bool>();
         } else {
-            return "params." + k + ": unknown parameter (known: inputs, output, output_format, threads, allow_nonfinite)";
+            return "params." + k + ": unknown parameter (known: inputs, output, output_format, threads, precision, allow_nonfinite)";
         }
     }
     if (out != nullptr) *out = std::move(r);
@@ -119,6 +122,7 @@ tasks::Workload infer_workload(InferWorkloadDeps deps) {
         InferTarget target = infer_target_for(ctx.device, shared->deps.devices, shared->deps.plugin_path);
         InferRunOptions ro;
         ro.threads = params.threads;
+        ro.precision = params.precision;
         ro.max_tensor_elements = shared->deps.max_tensor_elements;
         ro.allow_nonfinite_inputs = params.allow_nonfinite;
         ro.cancelled = [&ctx] { return ctx.cancel.stop_requested(); };

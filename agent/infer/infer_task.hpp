@@ -25,6 +25,7 @@ struct InferParams {
     std::string output;               // which output is the task's output bytes ("" = the first)
     std::string output_format = "npy";  // npy, pb, cpnt
     int threads = 0;
+    std::string precision = "fp32";   // fp32 or fp16 (InferRunOptions::precision)
     bool allow_nonfinite = false;
 };
 

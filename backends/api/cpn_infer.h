@@ -46,7 +46,10 @@ typedef struct cpn_infer_api {
      * unknown). 1 yes, 0 no (reason filled). Called per node while the host splits the graph. */
     int32_t (*supports)(cpn_device_handle* device, const char* op_type, int32_t opset,
                         const int32_t* input_types, uint32_t input_count, char* reason, uint32_t reason_len);
-    /* Loads a segment (a serialized ONNX ModelProto) on the device. options_json: {"threads": N}. */
+    /* Loads a segment (a serialized ONNX ModelProto) on the device. options_json:
+     * {"threads": N, "max_tensor_elements": N, "precision": "fp32" | "fp16"}; a backend ignores
+     * what it does not use. A run reports the precision its products ran at in result_json
+     * ("precision", and "precision_note" when it could not honour the one asked for). */
     cpn_status (*prepare)(cpn_device_handle* device, const void* model, uint64_t model_size,
                           const char* options_json, cpn_prepared** out, cpn_msg* err);
     /* Runs it. `inputs` by the segment's input names; outputs through `alloc`. result_json gets

@@ -45,6 +45,13 @@ void open_library() {
             tried += std::string(tried.empty() ? "" : "; ") + name + " lacks " + missing;
             continue;
         }
+        std::string optional;  // the float16 products: both or neither
+        resolve(lib, "cublasGemmEx", g_api.gemm_ex, &optional);
+        resolve(lib, "cublasGemmStridedBatchedEx", g_api.gemm_strided_batched_ex, &optional);
+        if (!optional.empty()) {
+            g_api.gemm_ex = nullptr;
+            g_api.gemm_strided_batched_ex = nullptr;
+        }
         g_api.library = name;
         g_loaded = &g_api;
         return;

@@ -277,6 +277,13 @@ struct Prepared {
     CUstream stream = nullptr;
     const cublas::Api* blas = nullptr;  // null: the products run on cpn_sgemm
     cublas::Handle blas_handle = nullptr;
+    /* precision "fp16": the products (GEMMs, the convolutions' GEMMs) round their float32
+     * operands to float16 on the tensor cores and accumulate in float32 (cublasGemmEx with
+     * CUBLAS_COMPUTE_32F_FAST_16F); tensors stay float32 in memory, and every other operator
+     * computes float32. Set only where cuBLAS has cublasGemmEx and the device has tensor cores
+     * (compute capability 7.0 or later); else precision_note says why the products ran float32. */
+    bool fp16 = false;
+    std::string precision_note;
     DevicePool pool;
     std::map<std::string, Val> consts;  // initializers; float32 ones uploaded
     std::vector<std::vector<std::string>> drop_after;  // per node: values nobody reads later
@@ -539,6 +546,21 @@ void Run::sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
     if (p.blas != nullptr) {
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B first, M and N swapped.
         const cublas::Operation opa = ta ? cublas::kOpT : cublas::kOpN, opb = tb ? cublas::kOpT : cublas::kOpN;
+        if (p.fp16) {
+            constexpr cublas::DataType f32 = cublas::kR32F;
+            if (batch == 1)
+                check_blas(p.blas->gemm_ex(p.blas_handle, opb, opa, i32(N), i32(M), i32(K), &alpha, fptr(b.ptr), f32, i32(b.ld),
+                                           fptr(a.ptr), f32, i32(a.ld), &beta, mfptr(c.ptr), f32, i32(c.ld),
+                                           cublas::kCompute32FFast16F, cublas::kGemmDefault),
+                           "cublasGemmEx(CUBLAS_COMPUTE_32F_FAST_16F)");
+            else
+                check_blas(p.blas->gemm_strided_batched_ex(p.blas_handle, opb, opa, i32(N), i32(M), i32(K), &alpha, fptr(b.ptr), f32,
+                                                           i32(b.ld), b.stride, fptr(a.ptr), f32, i32(a.ld), a.stride, &beta,
+                                                           mfptr(c.ptr), f32, i32(c.ld), c.stride, i32(batch),
+                                                           cublas::kCompute32FFast16F, cublas::kGemmDefault),
+                           "cublasGemmStridedBatchedEx(CUBLAS_COMPUTE_32F_FAST_16F)");
+            return;
+        }
         if (batch == 1)
             check_blas(p.blas->sgemm(p.blas_handle, opb, opa, i32(N), i32(M), i32(K), &alpha, fptr(b.ptr), i32(b.ld),
                                      fptr(a.ptr), i32(a.ld), &beta, mfptr(c.ptr), i32(c.ld)),
@@ -1089,6 +1111,7 @@ cpn_status prepare_impl(cpn_device_handle* device, const void* model, uint64_t s
     if (device == nullptr) return fail(err, CPN_E_INVALID_ARGUMENT, "cuda infer prepare: device handle is NULL");
     if (model == nullptr && size > 0) return fail(err, CPN_E_INVALID_ARGUMENT, "cuda infer prepare: model is NULL");
     auto p = std::make_unique<Prepared>();
+    bool want_fp16 = false;
     try {
         inf::LoadOptions lo;
         lo.origin = "segment";
@@ -1100,6 +1123,13 @@ cpn_status prepare_impl(cpn_device_handle* device, const void* model, uint64_t s
                     p->threads = static_cast<int>(std::clamp<int64_t>(it->get<int64_t>(), 0, 4096));
                 if (auto it = o.find("max_tensor_elements"); it != o.end() && it->is_number_integer() && it->get<int64_t>() > 0)
                     p->max_elements = it->get<int64_t>();
+                if (auto it = o.find("precision"); it != o.end()) {
+                    const std::string v = it->is_string() ? it->get<std::string>() : it->dump();
+                    if (v != "fp32" && v != "fp16")
+                        return fail(err, CPN_E_INVALID_ARGUMENT, "cuda infer prepare: precision '%s': expected fp32 or fp16",
+                                    v.c_str());
+                    want_fp16 = v == "fp16";
+                }
             }
         }
     } catch (const inf::Error& e) {
@@ -1131,6 +1161,17 @@ cpn_status prepare_impl(cpn_device_handle* device, const void* model, uint64_t s
         check(api, api->stream_create(&p->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
         p->pool.stream = p->stream;
         open_blas(*p);
+        if (want_fp16) {
+            if (p->blas == nullptr)
+                p->precision_note = "cuBLAS is not loaded (the built-in cpn_sgemm computes float32)";
+            else if (p->blas->gemm_ex == nullptr)
+                p->precision_note = p->blas->library + " lacks cublasGemmEx";
+            else if (device->cc_major < 7)
+                p->precision_note = "compute capability " + std::to_string(device->cc_major) + "." +
+                                    std::to_string(device->cc_minor) + " has no float16 tensor cores";
+            else
+                p->fp16 = true;
+        }
         // Initializers: float32 ones uploaded now, once; all keep their host copy, which
         // outlives the copies, so one wait at the end covers them.
         const inf::Graph& g = p->model.graph;
@@ -1266,16 +1307,15 @@ cpn_status run_impl(cpn_prepared* pp, const cpn_tensor* inputs, uint32_t input_c
     }
     const double seconds = static_cast<double>(monotonic_ns() - t0) / 1e9;
     if (result_json != nullptr && result_cap > 0) {
-        char buf[512];
-        const int len = std::snprintf(buf, sizeof buf,
-                                      "{\"seconds\":%.6f,\"flops\":%.0f,\"nodes\":%zu,\"host_nodes\":%zu,\"peak_bytes\":%zu,"
-                                      "\"copies_in\":%llu,\"copies_out\":%llu,\"copy_bytes_in\":%llu,\"copy_bytes_out\":%llu,"
-                                      "\"gemm\":\"%s\"}",
-                                      seconds, r.flops, g.nodes.size(), r.host_nodes, p->pool.peak,
-                                      static_cast<unsigned long long>(r.copies_in), static_cast<unsigned long long>(r.copies_out),
-                                      static_cast<unsigned long long>(r.bytes_in), static_cast<unsigned long long>(r.bytes_out),
-                                      p->blas != nullptr ? "cublas" : "cpn_sgemm");
-        if (len > 0 && static_cast<uint64_t>(len) < result_cap) std::memcpy(result_json, buf, static_cast<size_t>(len) + 1);
+        nlohmann::json m = {{"seconds", seconds},         {"flops", r.flops},
+                            {"nodes", g.nodes.size()},   {"host_nodes", r.host_nodes},
+                            {"peak_bytes", p->pool.peak}, {"copies_in", r.copies_in},
+                            {"copies_out", r.copies_out}, {"copy_bytes_in", r.bytes_in},
+                            {"copy_bytes_out", r.bytes_out}, {"gemm", p->blas != nullptr ? "cublas" : "cpn_sgemm"},
+                            {"precision", p->fp16 ? "fp16" : "fp32"}};
+        if (!p->precision_note.empty()) m["precision_note"] = p->precision_note;
+        const std::string text = m.dump();
+        if (text.size() < result_cap) std::memcpy(result_json, text.c_str(), text.size() + 1);
     }
     return CPN_OK;
 }

@@ -30,9 +30,9 @@ description and the command). The two engines never run at the same time.
 `cpn-agent discover --json` (or --device ID) and PyTorch on CUDA (cuda) or the CPU (opencl):
 timed with torch.cuda.synchronize() around each run, TF32 off unless --torch-tf32 (cpn-agent's
 CUDA backend computes in fp32 without TF32), the peak is that device's fp32 figure, OpenCV is
-left out. --fp16 (CUDA only) adds PyTorch in float16 (model.half(), a float16 input) as a
-further column with its ratio; cpn-agent's backends compute float32 tensors only, so its column
-stays fp32 and the ratio says fp16 PyTorch time / fp32 cpn-agent time.
+left out. --fp16 (CUDA only) adds cpn-agent with --precision fp16 (float16 products on the
+tensor cores, float32 tensors; the cell names the precision that ran) and PyTorch in float16
+(model.half(), a float16 input), with the ratio of the two.
 
 Usage: /usr/bin/python3 bench/infer/bench_infer.py [--models resnet18,mobilenet_v2,squeezenet1_1]
        [--batches 1,8] [--threads T] [--agent build/bin/cpn-agent]
@@ -139,9 +139,10 @@ def measured_peak(args):
     sys.exit(f"cpn-agent bench --json has no {dev} fp32 figure; give --peak-gflops")
 
 
-def run_agent(args, model, inp, repeat, outdir):
+def run_agent(args, model, inp, repeat, outdir, precision="fp32"):
     cmd = agent_cmd(args, "infer", "-m", str(model), "-i", f"input={inp}", "--json",
-                    "--repeat", str(repeat), "--threads", str(args.threads), "-o", str(outdir))
+                    "--repeat", str(repeat), "--threads", str(args.threads), "-o", str(outdir),
+                    "--precision", precision)
     if args.device_id:
         cmd += ["--device", args.device_id, "--backend", args.backend]
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -151,11 +152,11 @@ def run_agent(args, model, inp, repeat, outdir):
     return json.loads(p.stdout)
 
 
-def bench_agent(args, model, inp, outdir):
+def bench_agent(args, model, inp, outdir, precision="fp32"):
     """Calibrate, then one timed invocation; returns its metrics (the best of N runs)."""
-    cal = run_agent(args, model, inp, 3, outdir)
+    cal = run_agent(args, model, inp, 3, outdir, precision)
     n = max(3, min(10000, math.ceil(args.min_seconds / max(cal["run_s"], 1e-6))))
-    m = run_agent(args, model, inp, n, outdir)
+    m = run_agent(args, model, inp, n, outdir, precision)
     m["repeat"] = n
     return m
 
@@ -367,6 +368,20 @@ def main():
                     if m.get("fallback_nodes"):
                         problems.append(f"{name} batch {b}: {m['fallback_nodes']} fallback nodes "
                                         f"({', '.join(m.get('fallback_ops', []))})")
+                if args.fp16 and "error" not in row:
+                    for rnd in range(args.rounds):
+                        log(f"{name} batch {b}: cpn-agent --precision fp16 (round {rnd + 1}/{args.rounds})")
+                        try:
+                            m = bench_agent(args, mdir / f"{name}.onnx", inp, outdir, "fp16")
+                        except Exception as e:
+                            row["error16"] = str(e)
+                            problems.append(f"{name} batch {b}: cpn-agent --precision fp16 failed: {e}")
+                            break
+                        if "agent16" not in row or m["run_s"] < row["agent16"]["run_s"]:
+                            row["agent16"] = m
+                            y = np.load(outdir / "output.npy")
+                            row["diff16"] = (float(np.max(np.abs(y.astype(np.float64) - ref)) / np.max(np.abs(ref)))
+                                             if y.shape == ref.shape else math.inf)
                 for rnd in range(args.rounds):
                     busy_seen.append(wait_quiet(args.quiet_busy, args.max_wait))
                     log(f"{name} batch {b}: PyTorch (round {rnd + 1}/{args.rounds})")
@@ -406,7 +421,8 @@ def main():
     if args.backend == "cpu":
         extra_head = " OpenCV DNN latency ms | ratio (OpenCV / cpn) |"
     elif args.fp16:
-        extra_head = " PyTorch fp16 latency ms | ratio (PyTorch fp16 / cpn fp32) |"
+        extra_head = (" cpn-agent --precision fp16 latency ms | PyTorch fp16 latency ms | "
+                      "ratio (PyTorch fp16 / cpn fp16) |")
     else:
         extra_head = ""
 
@@ -420,8 +436,15 @@ def main():
                 cell = f"cannot run it: {r['cv_error']}" if "cv_error" in r else "python3-opencv not installed"
             t = r.get("cv_s")
         else:
-            cell = f"{fmt(r['half_s'] * 1e3, 2)} (max rel diff {r['half_diff']:.1e})"
+            a16 = r.get("agent16")
+            if a16:
+                mine = (f"{fmt(a16['run_s'] * 1e3, 2)} ({a16.get('precision', '?')}, max rel diff "
+                        f"{r['diff16']:.1e}{'; ' + a16['precision_note'] if 'precision_note' in a16 else ''})")
+            else:
+                mine = f"failed: {r['error16']}" if "error16" in r else ""
+            cell = f"{mine} | {fmt(r['half_s'] * 1e3, 2)} (max rel diff {r['half_diff']:.1e})"
             t = r["half_s"]
+            s = a16["run_s"] if a16 else None
         return f" {cell} | {f'{t / s:.2f}x' if t and s else ''} |"
 
     head = ("| model | batch | cpn-agent latency ms | cpn-agent images/s | cpn-agent GFLOP/s | "

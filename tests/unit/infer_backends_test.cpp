@@ -55,10 +55,11 @@ void print_metrics(const char* what, const nlohmann::json& m) {
                 m["copy_bytes"].dump().c_str(), m.value("gflops_per_s", 0.0));
 }
 
-/* The digits CNN on `backend` against the CPU backend: both at least 95% accurate, the logits
- * within 1e-3 (relative to the largest), every node on the device in one segment. Skips when
- * the backend has no usable device here. */
-void digits_cnn_agrees_with_cpu(const std::string& backend) {
+/* The digits CNN on `backend` at `precision` against the CPU backend at fp32: both at least 95%
+ * accurate, the logits within 1e-3 (relative to the largest; 3e-2 at fp16), every node on the
+ * device in one segment, the precision the metrics report. Skips when the backend has no usable
+ * device here. */
+void digits_cnn_agrees_with_cpu(const std::string& backend, const std::string& precision = "fp32") {
     ModelCache cache;
     auto m = load(cache, read_all(fixture("digits-cnn.onnx")), "digits-cnn.onnx");
     ASSERT_TRUE(m);
@@ -71,10 +72,12 @@ void digits_cnn_agrees_with_cpu(const std::string& backend) {
     InferEngine engine;
 
     auto run_on = [&](const std::string& which, Result<InferResult>* warm) {
-        Result<InferResult> first = engine.run(m, target(which), inputs, {});
+        InferRunOptions ro;
+        if (which != "cpu") ro.precision = precision;  // the reference is float32
+        Result<InferResult> first = engine.run(m, target(which), inputs, ro);
         if (first.ok()) {
             const auto t0 = std::chrono::steady_clock::now();
-            *warm = engine.run(m, target(which), inputs, {});  // prepared: the run alone
+            *warm = engine.run(m, target(which), inputs, ro);  // prepared: the run alone
             std::printf("%s: second run %.4f s (first, with prepare: compile %.3f s, run %.4f s)\n", which.c_str(),
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                         first->metrics.value("compile_s", 0.0), first->metrics.value("run_s", 0.0));
@@ -119,7 +122,20 @@ void digits_cnn_agrees_with_cpu(const std::string& backend) {
     print_metrics(backend.c_str(), dev->metrics);
     EXPECT_GE(acc_cpu, 0.95);
     EXPECT_GE(acc_dev, 0.95);
-    EXPECT_LT(max_diff, 1e-3 * std::max(1.0, max_abs));
+    // float16 products keep 11 significant bits: the logits agree to a few parts in a thousand.
+    EXPECT_LT(max_diff, (precision == "fp16" ? 3e-2 : 1e-3) * std::max(1.0, max_abs));
+    if (precision == "fp16" && backend == "cuda") {  // the tensor cores (compute capability >= 7.0 and cuBLAS)
+        EXPECT_EQ(dev->metrics.value("precision", ""), "fp16") << dev->metrics.dump();
+        EXPECT_FALSE(dev->metrics.contains("precision_note")) << dev->metrics.dump();
+    } else if (precision == "fp16") {  // float32 only, and the metrics say so
+        EXPECT_EQ(dev->metrics.value("precision", ""), "fp32") << dev->metrics.dump();
+        EXPECT_NE(dev->metrics.value("precision_note", "").find(backend + " computes float32 only: fp16 was asked for"),
+                  std::string::npos)
+            << dev->metrics.dump();
+    } else {
+        EXPECT_EQ(dev->metrics.value("precision", ""), "fp32") << dev->metrics.dump();
+        EXPECT_FALSE(dev->metrics.contains("precision_note")) << dev->metrics.dump();
+    }
     EXPECT_EQ(dev->metrics.value("backend", ""), backend);
     EXPECT_EQ(dev->metrics.value("fallback_nodes", size_t{99}), 0u) << dev->metrics.dump();
     EXPECT_EQ(dev->metrics.value("segments", size_t{0}), 1u);
@@ -128,6 +144,12 @@ void digits_cnn_agrees_with_cpu(const std::string& backend) {
 TEST(InferBackends, DigitsCnnOnOpenClAgreesWithCpu) { digits_cnn_agrees_with_cpu("opencl"); }
 
 TEST(InferBackends, DigitsCnnOnCudaAgreesWithCpu) { digits_cnn_agrees_with_cpu("cuda"); }
+
+/* precision fp16: OpenCL computes float32 and says so; CUDA runs its products on the tensor
+ * cores (float16 operands, float32 accumulation) and still classifies the digits. */
+TEST(InferBackends, DigitsCnnOnOpenClAtFp16RunsFloat32AndSaysWhy) { digits_cnn_agrees_with_cpu("opencl", "fp16"); }
+
+TEST(InferBackends, DigitsCnnOnCudaAtFp16UsesTheTensorCores) { digits_cnn_agrees_with_cpu("cuda", "fp16"); }
 
 /* Conv -> `op` -> Relu, where `backend` lacks `op` (fn: its definition): `op` runs on the CPU
  * between two device segments, and the result is still right. Skips when the backend has no

@@ -48,6 +48,16 @@ TEST(InferCli, RunsTheDigitsModelOnTheCpuPluginAndWritesTheOutputs) {
     EXPECT_NE(r.out.find("logits: float32 [450,10] -> "), std::string::npos) << r.out;
     const infer::Tensor pb = infer::read_tensor(slurp(dir.file("logits.pb")), "logits.pb");
     EXPECT_EQ(std::memcmp(pb.raw(), logits.raw(), logits.bytes()), 0);
+    // fp16 asked of the CPU: it computes float32 and the metrics and the summary say so.
+    r = test::run_command(infer_cmd(dir, "-m " + model + " -i image=" + x + " --precision fp16 --json"));
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    const nlohmann::json h = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+    EXPECT_EQ(h["precision"], "fp32") << h.dump();
+    EXPECT_EQ(h["precision_note"], "cpu computes float32 only: fp16 was asked for") << h.dump();
+    EXPECT_EQ(m["precision"], "fp32");
+    EXPECT_FALSE(m.contains("precision_note"));
+    r = test::run_command(infer_cmd(dir, "-m " + model + " -i image=" + x + " --precision fp16"));
+    EXPECT_NE(r.out.find("precision: fp32 (cpu computes float32 only: fp16 was asked for)"), std::string::npos) << r.out;
 }
 
 TEST(InferCli, MistakesSayWhatIsWrong) {
@@ -70,6 +80,7 @@ TEST(InferCli, MistakesSayWhatIsWrong) {
         {"-m " + model + " -i image=" + x + " --device gpu9", 2, "--device gpu9: no such device"},
         {"-m " + model + " -i image=" + x + " --backend levelzero", 2, "has no usable path through it"},
         {"-m " + model + " -i image=" + x + " -o " + dir.file("nodir"), 1, "not a directory"},
+        {"-m " + model + " -i image=" + x + " --precision fp64", 2, "--precision: fp64 not in {fp32,fp16}"},
     };
     for (const Case& c : cases) {
         auto r = test::run_command(infer_cmd(dir, c.args));

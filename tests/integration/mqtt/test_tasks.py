@@ -1030,6 +1030,7 @@ def test_task_infer_digits_model_cached_between_tasks(broker, make_agent, make_b
     assert data["device_id"] == "cpu" and data["backend"] == "cpu" and data["model_cached"] is False, data
     assert data["nodes"] == 6 and data["model_nodes"] == 10 and data["fallback_nodes"] == 0, data
     assert data["run_s"] > 0 and data["flops"] > 0 and data["gflops_per_s"] > 0, data
+    assert data["precision"] == "fp32" and "precision_note" not in data, data
     out = data["outputs"][0]
     assert out["name"] == "logits" and out["shape"] == [8, 10] and len(out["values"]) == 80, out
     # The same model again (inline this time, the same bytes), the images by path: neither
@@ -1041,6 +1042,13 @@ def test_task_infer_digits_model_cached_between_tasks(broker, make_agent, make_b
     cpnt = output_bytes(d2)
     assert cpnt[:4] == b"CPNT"
     assert np.array_equal(np.frombuffer(cpnt[-320:], dtype=np.float32).reshape(8, 10), logits)
+    # float16 asked of a node whose device computes float32: the same answer, and the result says so.
+    client.submit(infer("digits-fp16", {"inputs": {"image": {"path": str(allowed / "x.npy")}}, "precision": "fp16"}))
+    d3 = wait_state(client, "digits-fp16", "SUCCEEDED", since=mark, timeout=60).doc
+    data3 = d3["result"]["data"]
+    assert data3["precision"] == "fp32", data3
+    assert data3["precision_note"] == "cpu computes float32 only: fp16 was asked for", data3
+    assert np.array_equal(np.load(io.BytesIO(output_bytes(d3))), logits)
     assert_alive(agent)
     # The convolutions started oneDNN's OpenMP threads and OpenBLAS's: they must have the
     # daemon's blocked signal mask, so SIGTERM still stops the agent cleanly instead of killing it.
@@ -1083,6 +1091,9 @@ def test_task_infer_bad_models_and_inputs_fail_with_the_reason(broker, make_agen
     client.submit(infer("bad-params", {"output_format": "jpg"}))
     d = wait_state(client, "bad-params", "REJECTED", since=mark).doc
     assert d["code"] == "invalid_field" and "params.output_format: expected npy, pb or cpnt" in d["reason"], d
+    client.submit(infer("bad-precision", {"inputs": good, "precision": "int4"}))
+    d = wait_state(client, "bad-precision", "REJECTED", since=mark).doc
+    assert d["code"] == "invalid_field" and "params.precision: expected fp32 or fp16" in d["reason"], d
     assert_alive(agent)
     client.submit(infer("after", {"inputs": good}))
     wait_state(client, "after", "SUCCEEDED", since=mark, timeout=30)

@@ -64,12 +64,22 @@ def main():
         model = build(name)
         path = out / f"{name}.onnx"
         with torch.no_grad():
-            torch.onnx.export(
-                model, torch.from_numpy(inputs[batches[0]]), str(path),
-                opset_version=args.opset, input_names=["input"], output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                do_constant_folding=True, **legacy)
+            kw = dict(opset_version=args.opset, input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                      do_constant_folding=True)
+            try:
+                torch.onnx.export(model, torch.from_numpy(inputs[batches[0]]), str(path), **kw, **legacy)
+            except Exception as e:  # a PyTorch whose TorchScript exporter is gone: torch.export's
+                if not legacy:
+                    raise
+                print(f"{name}: the TorchScript exporter failed ({e}); exporting with dynamo=True",
+                      file=sys.stderr)
+                params = inspect.signature(torch.onnx.export).parameters
+                dyn = {"dynamo": True, **({"external_data": False} if "external_data" in params else {})}
+                torch.onnx.export(model, torch.from_numpy(inputs[batches[0]]), str(path), **kw, **dyn)
             onnx.checker.check_model(onnx.load(str(path)))
+            print(f"{name}: opset {max(o.version for o in onnx.load(str(path)).opset_import if o.domain in ('', 'ai.onnx'))}",
+                  file=sys.stderr)
             for b, x in inputs.items():
                 y = model(torch.from_numpy(x)).numpy()
                 np.save(out / f"{name}-b{b}-torch-output.npy", y)

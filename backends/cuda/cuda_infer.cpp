@@ -1307,11 +1307,16 @@ cpn_status run_impl(cpn_prepared* pp, const cpn_tensor* inputs, uint32_t input_c
     }
     const double seconds = static_cast<double>(monotonic_ns() - t0) / 1e9;
     if (result_json != nullptr && result_cap > 0) {
-        nlohmann::json m = {{"seconds", seconds},         {"flops", r.flops},
-                            {"nodes", g.nodes.size()},   {"host_nodes", r.host_nodes},
-                            {"peak_bytes", p->pool.peak}, {"copies_in", r.copies_in},
-                            {"copies_out", r.copies_out}, {"copy_bytes_in", r.bytes_in},
-                            {"copy_bytes_out", r.bytes_out}, {"gemm", p->blas != nullptr ? "cublas" : "cpn_sgemm"},
+        nlohmann::json m = {{"seconds", seconds},
+                            {"flops", r.flops},
+                            {"nodes", g.nodes.size()},
+                            {"host_nodes", r.host_nodes},
+                            {"peak_bytes", p->pool.peak},
+                            {"copies_in", r.copies_in},
+                            {"copies_out", r.copies_out},
+                            {"copy_bytes_in", r.bytes_in},
+                            {"copy_bytes_out", r.bytes_out},
+                            {"gemm", p->blas != nullptr ? "cublas" : "cpn_sgemm"},
                             {"precision", p->fp16 ? "fp16" : "fp32"}};
         if (!p->precision_note.empty()) m["precision_note"] = p->precision_note;
         const std::string text = m.dump();

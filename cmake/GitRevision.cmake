@@ -4,7 +4,7 @@
 # cpn-revision target on every build (cmake -P), so the revision the agent reports follows
 # commits made after configuring; OUT is rewritten only when its text changes, so an unchanged
 # revision recompiles nothing.
-if(OVERRIDE)
+if(NOT "${OVERRIDE}" STREQUAL "")
   set(rev "${OVERRIDE}")
 else()
   execute_process(COMMAND git rev-parse --short=12 HEAD WORKING_DIRECTORY "${SOURCE_DIR}"

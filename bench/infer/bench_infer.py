@@ -42,6 +42,7 @@ Usage: /usr/bin/python3 bench/infer/bench_infer.py [--models resnet18,mobilenet_
 Needs torch, torchvision and numpy (and cv2 for the OpenCV column); runs export_models.py first when a model file is missing.
 """
 import argparse
+import copy
 import datetime
 import json
 import math
@@ -171,8 +172,12 @@ def build_torch(name):
 def bench_torch(model, x, min_seconds, device="cpu", half=False):
     """Best-of-N wall time, N >= 3 and the timed runs taking at least min_seconds. On CUDA the
     model and input live on the GPU (float16 with half) and each timed run ends with
-    torch.cuda.synchronize(); the output comes back as float32 on the host."""
+    torch.cuda.synchronize(); the output comes back as float32 on the host. The float16 run
+    works on a copy of the model: rounding the caller's weights to float16 and back would change
+    every later float32 run."""
     t = torch.from_numpy(x)
+    if half:
+        model = copy.deepcopy(model)
     if device != "cpu":
         model = model.to(device)
         t = t.to(device)
@@ -190,10 +195,8 @@ def bench_torch(model, x, min_seconds, device="cpu", half=False):
             sync()
             best = min(best, time.perf_counter() - t0)
             n += 1
-    if half:
-        model.float()
-    if device != "cpu":
-        model.to("cpu")
+    if device != "cpu" and not half:
+        model.to("cpu")  # nn.Module.to moved the caller's model
     return best, n, y.float().cpu().numpy()
 
 
@@ -291,7 +294,7 @@ def main():
     ap.add_argument("--device", default=None,
                     help="the device id (default: the backend's first GPU or accelerator)")
     ap.add_argument("--fp16", action="store_true",
-                    help="also time PyTorch in float16 on CUDA (--backend cuda)")
+                    help="also time cpn-agent --precision fp16 and PyTorch in float16 on CUDA (--backend cuda)")
     ap.add_argument("--torch-tf32", action="store_true",
                     help="let PyTorch use TF32 for fp32 convolutions and matrix products on CUDA")
     ap.add_argument("--out", default=None, help="also write the table and the machine here (markdown)")
@@ -416,8 +419,8 @@ def main():
                 rows.append(row)
     load_after = os.getloadavg()
 
-    # The last two columns: OpenCV's DNN module beside the CPU backend, PyTorch in float16 beside
-    # CUDA with --fp16, none otherwise.
+    # The last columns: OpenCV's DNN module beside the CPU backend; cpn-agent and PyTorch in
+    # float16 beside CUDA with --fp16; none otherwise.
     if args.backend == "cpu":
         extra_head = " OpenCV DNN latency ms | ratio (OpenCV / cpn) |"
     elif args.fp16:

@@ -26,7 +26,7 @@
 # script itself is checked on a machine without an NVIDIA GPU.
 #
 # Usage: bash scripts/device-check.sh [env] [tests] [bench] [render] [infer]
-# Environment: OUT, CPN_DEVICE_CHECK_BUDGET (seconds for all steps, default 540),
+# Environment: OUT, CPN_DEVICE_CHECK_BUDGET (seconds for all steps, default 420),
 #              CPN_PYTHON (default python3), CPN_DEVICE_CHECK_BACKEND (cuda or opencl),
 #              CPN_DEVICE_CHECK_SPP (render samples per pixel, default 32),
 #              CPN_DEVICE_CHECK_MODELS (default resnet18,mobilenet_v2,squeezenet1_1),
@@ -36,7 +36,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd -P)
 cd "$repo"
 out=${OUT:-/tmp/cpn-device-check}
-budget=${CPN_DEVICE_CHECK_BUDGET:-540}
+budget=${CPN_DEVICE_CHECK_BUDGET:-420}
 py=${CPN_PYTHON:-python3}
 backend=${CPN_DEVICE_CHECK_BACKEND:-cuda}
 case $backend in

@@ -137,19 +137,8 @@ plugins=$repo/build/lib/$(manifest multiarch)/cpn-agent/backends
 "$agent" --version >/dev/null || die "build/bin/cpn-agent does not start here (see above; it needs glibc 2.34 or later, this is $(ldd --version 2>&1 | head -1))"
 
 # The first device the backend reaches (a CPU device last), or why there is none.
-gpu=$("$agent" discover --json 2>/dev/null | "$py" -c '
-import json, sys
-b = sys.argv[1]
-d = json.load(sys.stdin)
-devs = [x for x in d["devices"] if any(r["backend"] == b for r in x["runtimes"])]
-devs.sort(key=lambda x: x["class"] == "cpu")
-if devs:
-    print(devs[0]["id"])
-else:
-    why = [p.get("status", "") + ": " + p.get("reason", "") for p in d.get("plugins", []) if p.get("name") == b]
-    print("none: " + b + " plugin " + why[0] if why else "none: no " + b + " plugin")
-' "$backend")
-case $gpu in none*|"") gpu_why=${gpu#none: }; gpu="" ;; *) gpu_why="" ;; esac
+gpu=$("$py" bench/first_device.py "$agent" "$backend" --plugin-dir "$plugins" 2>"$root/no-device") || gpu=""
+gpu_why=$(cat "$root/no-device")
 
 run_step() {  # name, budget s, log file, command...: its output goes to the log file too
   local name=$1 secs log=$3; secs=$(left "$2"); shift 3

@@ -83,21 +83,12 @@ system_re='^(linux-vdso|ld-linux-x86-64|libc|libm|libdl|libpthread|librt|libreso
 vendor_re='^(libcpn-vanishing-runtime|libcuda|libnvidia-ml|libcublas|libcublasLt|libOpenCL|libze_loader|libxrt_coreutil|libxrt_core|libboost_filesystem|libuuid)\.so'
 fallback_re='^(libstdc\+\+|libgcc_s)\.so'
 mkdir -p "$stage/lib" "$stage/lib-fallback"
-ldd_all() {
-  for f in "${files[@]}"; do ldd "$stage/build/$f"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u
-}
+# ldd lists every library a program needs, its libraries' needs included.
 while read -r name path; do
   if [[ $name =~ $system_re || $name =~ $vendor_re ]]; then continue; fi
   dest=lib; [[ $name =~ $fallback_re ]] && dest=lib-fallback
   cp -L "$path" "$stage/$dest/$name"
-done < <(ldd_all)
-# Each packed library's own needs, once more (a library of the kit may need one no program does).
-for lib in "$stage"/lib/*.so*; do ldd "$lib"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
-  while read -r name path; do
-    if [[ $name =~ $system_re || $name =~ $vendor_re || -e $stage/lib/$name || -e $stage/lib-fallback/$name ]]; then continue; fi
-    dest=lib; [[ $name =~ $fallback_re ]] && dest=lib-fallback
-    cp -L "$path" "$stage/$dest/$name"
-  done
+done < <(for f in "${files[@]}"; do ldd "$stage/build/$f"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u)
 strip --strip-unneeded "$stage"/lib/*.so* "$stage"/lib-fallback/*.so* 2>/dev/null || true
 
 # Check: with only the kit's libraries added, each program finds everything outside the system

@@ -65,6 +65,8 @@ except ImportError:  # OpenCV is an optional third column
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO / "bench"))
+from first_device import first_device  # noqa: E402
 MODELS = ("resnet18", "mobilenet_v2", "squeezenet1_1")
 TOLERANCE = 1e-3
 
@@ -90,24 +92,15 @@ def agent_cmd(args, *rest):
 
 def pick_device(args):
     """The device id cpn-agent runs on: None for the CPU backend, else --device or the first
-    non-CPU device `cpn-agent discover --json` reaches through --backend (a CPU device only
-    when there is no other one, as PoCL's for opencl)."""
+    non-CPU device `cpn-agent discover --json` reaches through --backend (bench/first_device.py)."""
     if args.backend == "cpu":
         return None
     if args.device:
         return args.device
-    p = subprocess.run(agent_cmd(args, "discover", "--json"), capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"cpn-agent discover failed ({p.returncode}): {p.stderr.strip()[-500:]}")
-    devs = [d for d in json.loads(p.stdout).get("devices", [])
-            if any(r.get("backend") == args.backend for r in d.get("runtimes", []))]
-    devs.sort(key=lambda d: d.get("class") == "cpu")
-    if not devs:
-        plugins = json.loads(p.stdout).get("plugins", [])
-        why = [f"{q.get('name')}: {q.get('status')} {q.get('reason', '')}".strip() for q in plugins
-               if q.get("name") == args.backend]
-        sys.exit(f"no device is reachable through {args.backend}" + (f" ({why[0]})" if why else ""))
-    return devs[0]["id"]
+    dev, why = first_device(args.agent, args.backend, args.plugin_dir)
+    if dev is None:
+        sys.exit(why)
+    return dev
 
 
 def measured_peak(args):

@@ -51,7 +51,8 @@ def main():
 
     # PyTorch >= 2.9 exports through torch.export (dynamo) by default, into opset 18 and beyond;
     # the TorchScript exporter gives the opset asked for (Debian 12's PyTorch has only that one).
-    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    params = inspect.signature(torch.onnx.export).parameters
+    legacy = {"dynamo": False} if "dynamo" in params else {}
 
     inputs = {}
     for b in batches:
@@ -74,7 +75,6 @@ def main():
                     raise
                 print(f"{name}: the TorchScript exporter failed ({e}); exporting with dynamo=True",
                       file=sys.stderr)
-                params = inspect.signature(torch.onnx.export).parameters
                 dyn = {"dynamo": True, **({"external_data": False} if "external_data" in params else {})}
                 torch.onnx.export(model, torch.from_numpy(inputs[batches[0]]), str(path), **kw, **dyn)
             onnx.checker.check_model(onnx.load(str(path)))

@@ -7,7 +7,6 @@
 #include <set>
 
 #include <onnx/onnx_pb.h>
-#include <onnx/shape_inference/implementation.h>
 
 #include "ops.hpp"
 
@@ -181,6 +180,106 @@ ValueInfo value_info_from(const onnx::ValueInfoProto& v) {
     return vi;
 }
 
+/* The element type of output `k` of `n`, from its input types and attributes; undefined
+ * where it cannot be told. Most operators give the type of their first input. */
+DType output_type(const Node& n, size_t k, const std::vector<DType>& in) {
+    auto at = [&](size_t i) { return i < in.size() ? in[i] : DType::undefined; };
+    auto supported = [](int64_t t) {
+        const DType d = static_cast<DType>(t);
+        return t > 0 && t <= 16 && dtype_supported(d) ? d : DType::undefined;
+    };
+    const std::string& op = n.op_type;
+    auto attr_int = [&](const char* key, int64_t dflt) {
+        auto it = n.attrs.map.find(key);
+        return it != n.attrs.map.end() && it->second.kind == Attr::i ? it->second.iv : dflt;
+    };
+    auto attr_tensor_type = [&](const char* key) {
+        auto it = n.attrs.map.find(key);
+        return it != n.attrs.map.end() && it->second.kind == Attr::t && it->second.tensor ? it->second.tensor->dtype
+                                                                                           : DType::undefined;
+    };
+    if (op == "Shape" || op == "Size" || op == "ArgMax" || op == "ArgMin" || op == "NonZero") return DType::i64;
+    if (op == "Equal" || op == "Less" || op == "Greater" || op == "LessOrEqual" || op == "GreaterOrEqual" ||
+        op == "Not" || op == "And" || op == "Or" || op == "Xor" || op == "IsNaN" || op == "IsInf")
+        return DType::boolean;
+    if (op == "Cast") return supported(attr_int("to", 0));
+    if (op == "CastLike") return at(1);
+    if (op == "Where") return at(1) != DType::undefined ? at(1) : at(2);
+    if (op == "Constant") {
+        if (n.attrs.map.count("value")) return attr_tensor_type("value");
+        if (n.attrs.map.count("value_float") || n.attrs.map.count("value_floats")) return DType::f32;
+        if (n.attrs.map.count("value_int") || n.attrs.map.count("value_ints")) return DType::i64;
+        return DType::undefined;
+    }
+    if (op == "ConstantOfShape") return n.attrs.map.count("value") ? attr_tensor_type("value") : DType::f32;
+    if ((op == "MaxPool" || op == "TopK") && k == 1) return DType::i64;
+    if (op == "Dropout" && k == 1) return DType::boolean;
+    if (op == "EyeLike" || op == "RandomNormalLike" || op == "RandomUniformLike" || op == "RandomNormal" ||
+        op == "RandomUniform") {
+        const int64_t t = attr_int("dtype", 0);
+        if (t != 0) return supported(t);
+        return op == "RandomNormal" || op == "RandomUniform" ? DType::f32 : at(0);
+    }
+    if (op == "DequantizeLinear") return DType::f32;
+    if (op == "QuantizeLinear") return at(2) != DType::undefined ? at(2) : DType::u8;
+    return at(0);
+}
+
+/* Fills g.value_info for every node output the model does not declare: its element type, and
+ * its rank where it follows from the operator alone (what the MatMul + Add fusion asks). */
+void propagate_value_info(Graph& g) {
+    auto info = [&](const std::string& name) -> const ValueInfo* {
+        if (name.empty()) return nullptr;
+        if (auto it = g.value_info.find(name); it != g.value_info.end()) return &it->second;
+        for (const ValueInfo& vi : g.inputs)
+            if (vi.name == name) return &vi;
+        return nullptr;
+    };
+    std::map<std::string, ValueInfo> from_initializers;
+    for (const auto& [name, t] : g.initializers) {
+        ValueInfo vi;
+        vi.name = name;
+        vi.dtype = t.dtype;
+        vi.has_shape = true;
+        vi.dims = t.shape;
+        vi.dim_names.assign(t.shape.size(), "");
+        from_initializers[name] = vi;
+    }
+    auto get = [&](const std::string& name) -> const ValueInfo* {
+        if (auto it = from_initializers.find(name); it != from_initializers.end()) return &it->second;
+        return info(name);
+    };
+    static const std::set<std::string> same_shape = {
+        "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf", "Clip",
+        "Softmax", "LogSoftmax", "Neg", "Abs", "Sqrt", "Exp", "Log", "Identity", "Cast", "BatchNormalization",
+        "LayerNormalization", "Dropout"};
+    for (const Node& n : g.nodes) {
+        std::vector<DType> in;
+        for (const std::string& name : n.inputs) {
+            const ValueInfo* vi = get(name);
+            in.push_back(vi != nullptr ? vi->dtype : DType::undefined);
+        }
+        const ValueInfo* first = n.inputs.empty() ? nullptr : get(n.inputs[0]);
+        for (size_t k = 0; k < n.outputs.size(); ++k) {
+            const std::string& out = n.outputs[k];
+            if (out.empty()) continue;
+            ValueInfo& vi = g.value_info[out];
+            if (vi.name.empty()) vi.name = out;
+            if (vi.dtype == DType::undefined) vi.dtype = output_type(n, k, in);
+            if (vi.has_shape) continue;
+            int64_t rank = -1;
+            if (n.op_type == "Flatten" || n.op_type == "Gemm") rank = 2;
+            else if (k == 0 && same_shape.count(n.op_type) && first != nullptr && first->has_shape)
+                rank = static_cast<int64_t>(first->dims.size());
+            if (rank >= 0) {
+                vi.has_shape = true;
+                vi.dims.assign(static_cast<size_t>(rank), -1);
+                vi.dim_names.assign(static_cast<size_t>(rank), "");
+            }
+        }
+    }
+}
+
 Attr attr_from(const onnx::AttributeProto& a, Ctx& c, const std::string& where) {
     Attr r;
     using AP = onnx::AttributeProto;
@@ -340,34 +439,13 @@ Model load_onnx(const std::string& bytes, const LoadOptions& opt) {
         for (size_t i : order) g.nodes.push_back(nodes[i]);
     }
 
-    // ONNX's own type and shape inference, for the element types the operators' load-time
-    // checks look at. Its failure is not fatal: the runtime checks shapes as it runs.
-    {
-        onnx::ModelProto typed = mp;
-        // Weights are not needed for type inference; dropping them keeps the copy small.
-        typed.mutable_graph()->clear_initializer();
-        for (const auto& init : gp.initializer()) {
-            if (init.raw_data().size() + init.float_data_size() * 4 + init.int64_data_size() * 8 > (1u << 16)) {
-                // keep the declaration as an input so types stay known
-                auto* in = typed.mutable_graph()->add_input();
-                in->set_name(init.name());
-                auto* tt = in->mutable_type()->mutable_tensor_type();
-                tt->set_elem_type(init.data_type());
-                for (int64_t d : init.dims()) tt->mutable_shape()->add_dim()->set_dim_value(d);
-            } else {
-                *typed.mutable_graph()->add_initializer() = init;
-            }
-        }
-        try {
-            onnx::ShapeInferenceOptions so;
-            so.check_type = false;
-            so.error_mode = 0;
-            onnx::shape_inference::InferShapes(typed, onnx::OpSchemaRegistry::Instance(), so);
-            for (const auto& v : typed.graph().value_info()) g.value_info[v.name()] = value_info_from(v);
-        } catch (const std::exception&) {
-            // types stay unknown where inference failed
-        }
-    }
+    // Element types (and, for the fusions, ranks) of the intermediate values: the model's own
+    // value_info declarations first, then the runtime's own propagation through the sorted
+    // nodes (propagate_value_info). Not ONNX's shape inference: Debian's libonnx crashes on some
+    // malformed models (a ConvTranspose weight with a broken dimension dereferences null in
+    // convTransposeShapeInference; tests/fuzz found it), and a model is outside input.
+    for (const auto& v : gp.value_info()) g.value_info[v.name()] = value_info_from(v);
+    propagate_value_info(g);
     auto type_of = [&](const std::string& name) {
         if (name.empty()) return DType::undefined;
         if (auto it = g.initializers.find(name); it != g.initializers.end()) return it->second.dtype;

@@ -20,7 +20,9 @@ ParsedCommand parse_command(const std::string& payload) {
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(payload);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
+        // parse_error, and out_of_range for a number past double's range ("1e999"): before
+        // this caught only the first, such a command terminated the agent (found by tests/fuzz).
         return fail("malformed", std::string("command is not valid JSON: ") + e.what());
     }
     if (!j.is_object()) return fail("malformed", "command must be a JSON object, got " + std::string(j.type_name()));

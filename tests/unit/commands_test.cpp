@@ -127,6 +127,10 @@ INSTANTIATE_TEST_SUITE_P(
             R"({"schema_version":1,"id":"a","command":"set_normalization","params":{"scale":2}})",
             "invalid_params",
             "normalization.scale: unknown key (known: reference_name, reference, weights, task_classes)", true},
+        Bad{"NumberPastDoubleRange",
+            R"({"schema_version":1,"id":"a","command":"set_telemetry_interval","params":{"interval_s":1e999}})",
+            "malformed",
+            "command is not valid JSON: [json.exception.out_of_range.406] number overflow parsing '1e999'", false},
         Bad{"TooLarge", std::string(70000, ' '), "malformed", "command is 70000 bytes; the limit is 65536", false}),
     [](const ::testing::TestParamInfo<Bad>& i) { return std::string(i.param.name); });
 

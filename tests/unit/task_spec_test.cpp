@@ -87,6 +87,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Bad{"NotJson", "{kind: echo", "malformed", "submit is not valid JSON", ""},
         Bad{"Array", "[1]", "malformed", "submit must be a JSON object, got array", ""},
+        Bad{"NumberPastDoubleRange", R"({"schema_version":1,"id":"t","kind":"echo","priority":1e999})", "malformed",
+            "submit is not valid JSON", ""},
         Bad{"NoId", R"({"schema_version":1,"kind":"echo"})", "malformed", "id (a string", ""},
         Bad{"BadId", R"({"schema_version":1,"id":"../etc","kind":"echo"})", "invalid_field", "id: '../etc' is not", ""},
         Bad{"NoVersion", R"({"id":"t","kind":"echo"})", "malformed", "schema_version (an integer) is missing", "t"},

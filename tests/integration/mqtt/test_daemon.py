@@ -113,6 +113,9 @@ BAD_COMMANDS = [
      "invalid_params"),
     ({"schema_version": 1, "id": "c-norm-neg", "command": "set_normalization",
       "params": {"reference": {"memory": -5}}}, "c-norm-neg", "invalid_params"),
+    # A number past double's range: the JSON reader's out_of_range, not its parse_error (tests/fuzz).
+    ('{"schema_version": 1, "id": "c-huge", "command": "set_telemetry_interval", "params": {"interval_s": 1e999}}',
+     None, "malformed"),
 ]
 
 

@@ -397,6 +397,9 @@ const std::vector<KeyDef>& key_defs() {
         {{"tasks.retention_s", "int", "604800",
           "How long an ended task (and its id as idempotency key) is kept after its last state was delivered"},
          int64_key([](Config& c) -> int64_t& { return c.tasks.retention_s; }, 60, 10ll * 365 * 86400)},
+        {{"tasks.max_attempts", "int", "3",
+          "Times an idempotent task may be started across agent restarts; one still running at the last is failed"},
+         int_key([](Config& c) -> int& { return c.tasks.max_attempts; }, 1, 100)},
         {{"tasks.journal_sync", "enum", "full",
           "full: fsync every journal commit (survives power loss); normal: survives a crash or kill -9 only"},
          string_key([](Config& c) -> std::string& { return c.tasks.journal_sync; }, check_journal_sync)},
@@ -426,8 +429,11 @@ const std::vector<KeyDef>& key_defs() {
 void walk(const YAML::Node& map, const std::string& prefix, Ctx& ctx, Config& c) {
     std::map<std::string, YAML::Mark> seen;
     for (auto it = map.begin(); it != map.end(); ++it) {
-        const YAML::Node& k = it->first;
-        const YAML::Node& v = it->second;
+        // Copies (YAML::Node is a handle): `it->` returns a proxy that dies at the end of the
+        // statement, so references into it dangle (AddressSanitizer: stack-use-after-scope,
+        // found by tests/fuzz).
+        const YAML::Node k = it->first;
+        const YAML::Node v = it->second;
         if (!k.IsScalar()) {
             ctx.error(k.Mark(), prefix.empty() ? "(top level)" : prefix,
                       "keys must be plain names, got " + describe(k));

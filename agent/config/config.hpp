@@ -76,6 +76,7 @@ struct Config {
         int64_t inline_result_bytes = 64 * 1024;     // larger outputs go to state_dir/results/
         int slots_cpu = 4, slots_gpu = 4, slots_fpga = 1, slots_npu = 2, slots_other = 1;
         int64_t retention_s = 7 * 24 * 3600;
+        int max_attempts = 3;                        // starts of an idempotent task across agent restarts
         std::string journal_sync = "full";           // "full" (fsync per commit) or "normal"
         std::string reply_prefix = "cpn/v1/replies/";
         int64_t render_max_triangles = 20'000'000;   // a render scene's triangles at most

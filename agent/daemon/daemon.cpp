@@ -1187,6 +1187,7 @@ void Daemon::open_tasks() {
                 {DeviceClass::other, t.slots_other}};
     tc.retention_s = t.retention_s;
     tc.full_sync = t.journal_sync == "full";
+    tc.max_attempts = t.max_attempts;
     // A follower round commits on the MQTT receive thread: not when each commit waits for the
     // disk (an fsync, 0.1-0.2 ms here and far more on an SD card), which would hold up every
     // message behind it and turn a burst into one fsync per task instead of one per group.

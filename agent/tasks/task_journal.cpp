@@ -1065,7 +1065,13 @@ Result<TaskJournal::Group> TaskJournal::commit_group(std::vector<TaskRecord> acc
     });
 }
 
-Result<std::vector<TaskRecord>> TaskJournal::recover(const std::function<bool(const std::string& kind)>& idempotent) {
+std::string reason_out_of_attempts(int attempts, int max_attempts) {
+    return "agent_restarted: the agent stopped while this task was running, " + std::to_string(attempts) + " time(s) of " +
+           std::to_string(max_attempts) + " allowed (tasks.max_attempts); it is not run again";
+}
+
+Result<std::vector<TaskRecord>> TaskJournal::recover(const std::function<bool(const std::string& kind)>& idempotent,
+                                                     int max_attempts) {
     return guarded(path_, "recover", [&]() -> Result<std::vector<TaskRecord>> {
         std::lock_guard<std::mutex> lock(mu_);
         if (db_ == nullptr) return Status(Code::failed_precondition, path_ + ": recover: journal is closed");
@@ -1090,10 +1096,19 @@ Result<std::vector<TaskRecord>> TaskJournal::recover(const std::function<bool(co
         for (TaskRecord& r : changed) {
             --delta[index_of(r.state)];
             ++r.version;
-            if (idempotent && idempotent(r.kind)) {
+            const bool rerun = idempotent && idempotent(r.kind);
+            if (rerun && (max_attempts <= 0 || r.attempts < max_attempts)) {
                 r.state = TaskState::queued;
                 r.started_ms = 0;
                 r.device_id.clear();
+            } else if (rerun) {
+                r.state = TaskState::failed;
+                r.finished_ms = now;
+                r.reason = reason_out_of_attempts(r.attempts, max_attempts);
+                spdlog::warn("{}: task '{}' ({}) was running when the agent stopped, for the {} time(s) allowed "
+                             "(tasks.max_attempts): failed, not run again (a task that stops the agent "
+                             "whenever it runs must not keep the node down)",
+                             path_, r.id, r.kind, r.attempts);
             } else {
                 r.state = TaskState::failed;
                 r.finished_ms = now;

@@ -83,6 +83,10 @@ struct Transition {
 
 /* The reason recover() gives a non-idempotent task that was RUNNING when the agent stopped. */
 inline constexpr const char* kReasonAgentRestarted = "agent restarted";
+/* The reason recover() gives an idempotent task that has used up its attempts: "agent_restarted:
+ * the agent stopped while this task was running, 3 times of 3 allowed (tasks.max_attempts); it
+ * is not run again". */
+std::string reason_out_of_attempts(int attempts, int max_attempts);
 
 class TaskJournal {
 public:
@@ -196,8 +200,13 @@ public:
      * the restart. One whose kind `idempotent(kind)` accepts goes back to QUEUED (started_ms and
      * device_id cleared, attempts kept, so the runner sees it is a re-run); any other becomes
      * FAILED with reason "agent restarted" and finished_ms = now. Version +1 either way, so the
-     * change is published. One transaction; returns the records changed, in acceptance order. */
-    Result<std::vector<TaskRecord>> recover(const std::function<bool(const std::string& kind)>& idempotent);
+     * change is published. An idempotent task that has already started `max_attempts` times
+     * (0: no limit) fails too, with a reason that says so: a task that kills the agent whenever
+     * it runs (a model that crashes a vendor library, a driver fault) must not take the node
+     * down again at every restart. One transaction; returns the records changed, in acceptance
+     * order. */
+    Result<std::vector<TaskRecord>> recover(const std::function<bool(const std::string& kind)>& idempotent,
+                                            int max_attempts = 0);
 
     /* Retention: deletes every terminal task with finished_ms < older_than_ms whose last version
      * was handed to the outbox (version == published_version); unpublished and non-terminal

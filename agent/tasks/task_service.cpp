@@ -551,7 +551,7 @@ Result<std::unique_ptr<TaskService>> TaskService::open(TaskServiceConfig cfg, co
     Result<std::vector<TaskRecord>> rec = im->journal->recover([p](const std::string& kind) {
         auto it = p->workloads.find(kind);
         return it != p->workloads.end() && it->second.info.idempotent;
-    });
+    }, im->cfg.max_attempts);
     if (!rec.ok()) return rec.status();
     int requeued = 0, failed = 0;
     for (const TaskRecord& r : rec.value()) (r.state == TaskState::queued ? requeued : failed)++;

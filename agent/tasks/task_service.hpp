@@ -43,6 +43,7 @@ struct TaskServiceConfig {
                                      {DeviceClass::npu, 2}, {DeviceClass::other, 1}};
     int64_t retention_s = 7 * 24 * 3600;
     bool full_sync = true;
+    int max_attempts = 3;  // starts of an idempotent task across agent restarts (recover())
     std::string sysfs_root = "/sys";  // for the CPU energy counter (powercap)
 };
 

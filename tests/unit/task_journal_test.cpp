@@ -585,6 +585,70 @@ TEST(TaskJournal, RecoverRequeuesIdempotentKindsAndFailsTheRest) {
     EXPECT_TRUE(changed->empty());
 }
 
+TEST(TaskJournal, RecoverFailsAnIdempotentTaskThatUsedUpItsAttempts) {
+    // A task that kills the agent whenever it runs must not bring the node down at every
+    // restart: after max_attempts starts, recover() fails it instead of re-queueing it.
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    auto all_idempotent = [](const std::string&) { return true; };
+    {
+        auto j = open_journal(path);
+        ASSERT_NE(j, nullptr);
+        accept_new(*j, task("poison", "echo"));
+        accept_new(*j, task("fresh", "echo"));
+        must_transition(*j, "poison", TaskState::running, "", "cpu0");  // attempt 1
+        must_transition(*j, "fresh", TaskState::running, "", "cpu0");   // attempt 1
+    }
+    for (int restart = 1; restart <= 2; ++restart) {
+        auto j = open_journal(path);
+        ASSERT_NE(j, nullptr);
+        Result<std::vector<TaskRecord>> changed = j->recover(all_idempotent, 3);
+        ASSERT_TRUE(changed.ok()) << changed.status().to_string();
+        ASSERT_EQ(changed->size(), restart == 1 ? 2u : 1u);
+        EXPECT_EQ(must_get(*j, "poison").state, TaskState::queued) << "restart " << restart << ": attempts left";
+        EXPECT_EQ(must_transition(*j, "poison", TaskState::running).attempts, restart + 1);
+        if (restart == 1) {
+            must_transition(*j, "fresh", TaskState::running);
+            must_transition(*j, "fresh", TaskState::succeeded);
+        }
+    }
+    auto j = open_journal(path);
+    ASSERT_NE(j, nullptr);
+    Result<std::vector<TaskRecord>> changed = j->recover(all_idempotent, 3);
+    ASSERT_TRUE(changed.ok()) << changed.status().to_string();
+    ASSERT_EQ(changed->size(), 1u);
+    const TaskRecord& p = (*changed)[0];
+    EXPECT_EQ(p.state, TaskState::failed);
+    EXPECT_EQ(p.attempts, 3);
+    EXPECT_EQ(p.reason, reason_out_of_attempts(3, 3));
+    EXPECT_NE(p.reason.find("agent_restarted: "), std::string::npos) << p.reason;
+    EXPECT_NE(p.reason.find("3 time(s) of 3 allowed (tasks.max_attempts)"), std::string::npos) << p.reason;
+    EXPECT_GT(p.finished_ms, 0);
+    expect_same(must_get(*j, "poison"), p);
+    EXPECT_EQ(must_get(*j, "fresh").state, TaskState::succeeded);
+    EXPECT_EQ(j->count(TaskState::running), 0);
+}
+
+TEST(TaskJournal, RecoverWithoutALimitRequeuesWhateverTheAttempts) {
+    TempDir dir;
+    const std::string path = dir.file("tasks.db");
+    {
+        auto j = open_journal(path);
+        ASSERT_NE(j, nullptr);
+        accept_new(*j, task("t", "echo"));
+        must_transition(*j, "t", TaskState::running);
+    }
+    for (int restart = 0; restart < 5; ++restart) {
+        auto j = open_journal(path);
+        ASSERT_NE(j, nullptr);
+        ASSERT_TRUE(j->recover([](const std::string&) { return true; }).ok());
+        ASSERT_EQ(must_get(*j, "t").state, TaskState::queued);
+        must_transition(*j, "t", TaskState::running);
+    }
+    auto j = open_journal(path);
+    EXPECT_EQ(must_get(*j, "t").attempts, 6);
+}
+
 TEST(TaskJournal, PurgeKeepsUnpublishedAndUnfinishedTasks) {
     TempDir dir;
     const std::string path = dir.file("tasks.db");

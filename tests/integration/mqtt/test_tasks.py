@@ -624,6 +624,33 @@ def test_task_kill9_while_running(broker, make_agent, make_brain, make_client, n
     assert_alive(agent)
 
 
+def test_task_that_keeps_killing_the_agent_is_not_run_forever(broker, make_agent, make_brain, make_client, node_id):
+    """A task that is running whenever the agent dies (a model that crashes a vendor library, a
+    driver fault) is started tasks.max_attempts times, then failed with code agent_restarted,
+    instead of taking the node down again at every restart; the next task runs as usual."""
+    agent, brain, client = setup_node(make_agent, make_brain, make_client, broker, node_id, tasks__max_attempts=2)
+    mark = client.mark()
+    client.submit(echo("poison", b"x", sleep_ms=5000))
+    assert wait_state(client, "poison", "RUNNING", since=mark).doc["attempts"] == 1
+    agent.kill9()
+    start_agent(agent, brain, client)
+    client.wait(lambda d: d.get("task_id") == "poison" and d.get("state") == "RUNNING" and d.get("attempts") == 2,
+                since=mark, timeout=10, what="poison's second start")
+    agent.kill9()
+    start_agent(agent, brain, client)
+    end = client.wait(lambda d: d.get("task_id") == "poison" and d.get("state") in TERMINAL, since=mark,
+                      timeout=10, what="poison ends")
+    d = end.doc
+    assert (d["state"], d["code"]) == ("FAILED", "agent_restarted"), timeline(client.select(mark), "poison")
+    assert "2 time(s) of 2 allowed (tasks.max_attempts); it is not run again" in d["reason"], d
+    assert any("for the 2 time(s) allowed (tasks.max_attempts)" in line for line in agent.stderr().splitlines()), \
+        "the agent's log names the task it gave up on"
+    mark2 = client.mark()
+    client.submit(echo("after-poison", b"y"))
+    check_output(wait_state(client, "after-poison", "SUCCEEDED", since=mark2).doc, b"y")
+    assert_alive(agent)
+
+
 def test_task_delivered_states_not_published_again_after_kill9(broker, make_agent, make_brain, make_client, node_id):
     """The broker's acknowledgement of a state is journaled with the next commit, or within 100 ms
     when none comes (protocol.md, "Durability"): a node killed a moment after its last delivery

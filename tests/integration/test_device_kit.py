@@ -52,7 +52,7 @@ def test_kit_holds_the_programs_and_every_library_but_glibc_and_the_vendor_runti
     for f in ("build/bin/cpn-agent", "build/bin/cpn-unit-tests",
               f"build/lib/{m['multiarch']}/cpn-agent/backends/libcpn-backend-cpu.so",
               "build/test-plugins/libcpn-backend-fakeaccel.so",
-              "lib/libpaho-mqttpp3.so.1", "lib/libyaml-cpp.so.0.7", "lib/libonnx.so.1",
+              "lib/libpaho-mqttpp3.so.1", "lib/libyaml-cpp.so.0.7", "lib/libonnx_proto.so.1",
               "lib-fallback/libstdc++.so.6"):
         assert f in names, f"{f} is not in the kit"
     packed = [n for n in names if re.match(r"lib(-fallback)?/(libc|libm|ld-linux-x86-64|libpthread|libdl"

@@ -270,7 +270,7 @@ def test_install_layout_user_and_permissions(root, installed):
     assert owner_mode("/etc/cpn-agent/agent.yaml") == "root:cpn-agent 640"
     assert owner_mode("/usr/bin/cpn-agent") == "root:root 755"
     v = in_root("cpn-agent", "--version").stdout
-    assert re.search(r"^cpn-agent \d+\.\d+\.\d+ \(git \w+\)$", v, re.M) and "plugin ABI" in v, v
+    assert re.search(r"^cpn-agent \d+\.\d+\.\d+ \(git \w+(-dirty)?\)$", v, re.M) and "plugin ABI" in v, v
     # The installed binary finds its plugins relative to itself, as packaged.
     disc = json.loads(in_root("cpn-agent", "discover", "--json", "--probe-timeout-ms", "20000", timeout=120).stdout)
     names = {p["name"]: p for p in disc["plugins"]}

@@ -80,6 +80,49 @@ TEST(OnnxImport, GarbageAndTruncatedModelsAreRefused) {
     }
 }
 
+// Intermediate element types come from the runtime's own propagation (not ONNX's shape
+// inference, which crashes on some malformed models): a type an operator lacks is still refused
+// at load, naming the node, even when only an earlier node's attribute tells it.
+TEST(OnnxImport, IntermediateTypesReachTheLoadTimeChecks) {
+    onnx::ModelProto m = model("Cast");
+    auto* g = m.mutable_graph();
+    auto* to = g->mutable_node(0)->add_attribute();
+    to->set_name("to");
+    to->set_type(onnx::AttributeProto_AttributeType_INT);
+    to->set_i(onnx::TensorProto_DataType_INT32);
+    g->mutable_node(0)->set_output(0, "as_int");
+    auto* scales = g->add_initializer();
+    scales->set_name("scales");
+    scales->set_data_type(onnx::TensorProto_DataType_FLOAT);
+    scales->add_dims(2);
+    scales->add_float_data(1.0f);
+    scales->add_float_data(2.0f);
+    auto* r = g->add_node();
+    r->set_op_type("Resize");
+    r->set_name("up");
+    r->add_input("as_int");
+    r->add_input("");
+    r->add_input("scales");
+    r->add_output("y");
+    auto* mode = r->add_attribute();
+    mode->set_name("mode");
+    mode->set_type(onnx::AttributeProto_AttributeType_STRING);
+    mode->set_s("linear");
+    Error::Kind k{};
+    const std::string e = load_error(m, &k);
+    EXPECT_EQ(k, Error::unsupported) << e;
+    EXPECT_NE(e.find("node 'up' (Resize): linear resize of int32 is not supported"), std::string::npos) << e;
+    // The same graph resizing the float input is fine: the refusal came from Cast's type.
+    g->mutable_node(1)->set_input(0, "x0");
+    EXPECT_EQ(load_error(m), "");
+    // Declared value_info wins over propagation.
+    g->mutable_node(1)->set_input(0, "as_int");
+    auto* vi = g->add_value_info();
+    vi->set_name("as_int");
+    vi->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_INT64);
+    EXPECT_NE(load_error(m).find("linear resize of int64 is not supported"), std::string::npos) << load_error(m);
+}
+
 TEST(OnnxImport, UnsupportedOpsetOperatorAndSubgraphsAreNamedAtLoad) {
     Error::Kind k{};
     std::string e = load_error(model("Relu", 1, 18), &k);

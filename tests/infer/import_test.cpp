@@ -63,7 +63,7 @@ Tensor floats(const Shape& s, float v = 1.0f) {
 TEST(OnnxImport, GarbageAndTruncatedModelsAreRefused) {
     EXPECT_THROW(load_onnx("", {}), Error);
     try {
-        load_onnx(std::string("\xff\xff\xff\xff garbage, not protobuf", 28), {});
+        load_onnx(std::string("\xff\xff\xff\xff garbage, not protobuf"), {});
         FAIL() << "garbage accepted";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("not an ONNX model"), std::string::npos) << e.what();

@@ -177,7 +177,8 @@ TEST(Config, MissingDefaultFileMeansDefaults) {
 
 TEST(Config, BinaryGarbageIsAClearError) {
     test::TempDir dir;
-    std::string junk("\x7f" "ELF\x02\x01\x01\x00\x00\xff\xfe: [", 16);
+    const char kJunk[] = "\x7f" "ELF\x02\x01\x01\x00\x00\xff\xfe: [";
+    std::string junk(kJunk, sizeof kJunk - 1);  // the NULs inside, not past the literal
     dir.write("agent.yaml", junk);
     Result<Config> c = load_config(dir.file("agent.yaml"), true);
     ASSERT_FALSE(c.ok());

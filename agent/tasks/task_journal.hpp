@@ -84,7 +84,7 @@ struct Transition {
 /* The reason recover() gives a non-idempotent task that was RUNNING when the agent stopped. */
 inline constexpr const char* kReasonAgentRestarted = "agent restarted";
 /* The reason recover() gives an idempotent task that has used up its attempts: "agent_restarted:
- * the agent stopped while this task was running, 3 times of 3 allowed (tasks.max_attempts); it
+ * the agent stopped while this task was running, 3 time(s) of 3 allowed (tasks.max_attempts); it
  * is not run again". */
 std::string reason_out_of_attempts(int attempts, int max_attempts);
 

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <exception>
 #include <string>
+#include <typeinfo>
 
 namespace cpn::fuzz {
 

@@ -249,8 +249,10 @@ void propagate_value_info(Graph& g) {
         if (auto it = from_initializers.find(name); it != from_initializers.end()) return &it->second;
         return info(name);
     };
+    // Unary operators (Clip's bounds and the normalisations' parameters do not broadcast the
+    // input up); PRelu is not among them: its slope may raise the rank.
     static const std::set<std::string> same_shape = {
-        "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf", "Clip",
+        "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf", "Clip",
         "Softmax", "LogSoftmax", "Neg", "Abs", "Sqrt", "Exp", "Log", "Identity", "Cast", "BatchNormalization",
         "LayerNormalization", "Dropout"};
     for (const Node& n : g.nodes) {

@@ -2,8 +2,9 @@
 // no libFuzzer): it feeds the target every file of the given corpus paths, then seeded mutations
 // of them (bit flips, interesting bytes and integers, cut, duplicated and inserted ranges, a
 // splice of two inputs, truncation), the same every run. A finding aborts the process, naming
-// the input; `--save DIR` first writes each input there so a failing one can be kept.
-// Usage: cpn-fuzz-<target> [--mutations N] [--seed S] [--max-len BYTES] [--save DIR] PATH...
+// the input (a mutation by its number and seed: the run is deterministic, so the same command
+// reproduces it).
+// Usage: cpn-fuzz-<target> [--mutations N] [--seed S] [--max-len BYTES] PATH...
 #include <signal.h>
 #include <unistd.h>
 
@@ -116,7 +117,6 @@ int main(int argc, char** argv) {
     long mutations = 1000;
     uint64_t seed = 1;
     size_t max_len = 1u << 20;
-    std::string save_dir;
     std::vector<fs::path> files;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -130,9 +130,8 @@ int main(int argc, char** argv) {
         if (a == "--mutations") mutations = std::strtol(value("--mutations").c_str(), nullptr, 10);
         else if (a == "--seed") seed = std::strtoull(value("--seed").c_str(), nullptr, 10);
         else if (a == "--max-len") max_len = std::strtoull(value("--max-len").c_str(), nullptr, 10);
-        else if (a == "--save") save_dir = value("--save");
         else if (a.rfind("--", 0) == 0) {
-            std::fprintf(stderr, "unknown option %s (--mutations N, --seed S, --max-len BYTES, --save DIR)\n", a.c_str());
+            std::fprintf(stderr, "unknown option %s (--mutations N, --seed S, --max-len BYTES)\n", a.c_str());
             return 2;
         } else if (fs::is_directory(a)) {
             for (const auto& e : fs::recursive_directory_iterator(a))
@@ -154,9 +153,6 @@ int main(int argc, char** argv) {
     for (const auto& f : files) corpus.push_back(read_all(f));
     const auto t0 = std::chrono::steady_clock::now();
     auto feed = [&](const std::string& in, const std::string& label) {
-        if (!save_dir.empty()) {
-            std::ofstream(fs::path(save_dir) / "current-input", std::ios::binary) << in;
-        }
         g_label = label;
         LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(in.data()), in.size());
     };

@@ -176,7 +176,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const Node& n) {
 }
 
 int64_t normalize_axis(int64_t axis, int64_t rank, const Node& n) {
-    if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
+    if (axis < -rank || axis >= rank)  // a scalar has no axis
         fail(n.where() + ": axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
     return axis < 0 ? axis + rank : axis;
 }

@@ -12,6 +12,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "arith.hpp"
 #include "ops.hpp"
 
 namespace cpn::infer {
@@ -31,10 +32,6 @@ constexpr uint32_t kSigned = kFloat | kSInt;
 
 constexpr int64_t kGrainCheap = int64_t{1} << 16;  // elements per thread, cheap ops
 constexpr int64_t kGrainHeavy = int64_t{1} << 13;  // transcendental ops
-
-template <class T> constexpr bool is_flt = std::is_floating_point_v<T>;
-// Integer arithmetic wraps (two's complement) instead of overflowing: computed unsigned.
-template <class T> using Wide = std::conditional_t<sizeof(T) <= 4, uint32_t, uint64_t>;
 
 // Calls f(T{}) with the C++ type of `t` when t is in the compile-time mask M; bool is uint8_t.
 template <uint32_t M, class F> bool visit(DType t, F&& f) {
@@ -140,19 +137,6 @@ RunFn with_half(RunFn f) {
 
 void reg(const char* op, int since, int until, std::function<void(const Node&)> check, RunFn run, bool half = true) {
     register_op(OpDef{op, since, until, std::move(check), half ? with_half(std::move(run)) : std::move(run)});
-}
-
-// Saturating conversion: float to integer clamps to the range (NaN gives 0) instead of
-// undefined behaviour; the rest is static_cast.
-template <class D, class S> inline D convert(S s) {
-    if constexpr (is_flt<S> && !is_flt<D>) {
-        if (!(s == s)) return D(0);
-        if (s <= static_cast<S>(std::numeric_limits<D>::lowest())) return std::numeric_limits<D>::lowest();
-        if (s >= static_cast<S>(std::numeric_limits<D>::max())) return std::numeric_limits<D>::max();
-        return static_cast<D>(s);
-    } else {
-        return static_cast<D>(s);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -413,22 +397,19 @@ Shape operand_shape_b(const Node& n, const Tensor& a, const Tensor& b) {
 
 struct AddF {
     template <class T> T operator()(T a, T b) const {
-        if constexpr (is_flt<T>) return a + b; else return static_cast<T>(Wide<T>(a) + Wide<T>(b));
+        return wadd(a, b);
     }
 };
 struct SubF {
     template <class T> T operator()(T a, T b) const {
-        if constexpr (is_flt<T>) return a - b; else return static_cast<T>(Wide<T>(a) - Wide<T>(b));
+        return wsub(a, b);
     }
 };
 struct MulF {
     template <class T> T operator()(T a, T b) const {
-        if constexpr (is_flt<T>) return a * b; else return static_cast<T>(Wide<T>(a) * Wide<T>(b));
+        return wmul(a, b);
     }
 };
-template <class T> inline T wrap_neg(T a) {
-    if constexpr (is_flt<T>) return -a; else return static_cast<T>(Wide<T>(0) - Wide<T>(a));
-}
 // Integer division truncates (C, and NumPy's astype of the quotient); x/0 gives 0 rather than
 // trapping, INT_MIN/-1 wraps.
 struct DivF {
@@ -438,7 +419,7 @@ struct DivF {
         } else {
             if (b == 0) return T(0);
             if constexpr (std::is_signed_v<T>) {
-                if (b == T(-1)) return wrap_neg(a);
+                if (b == T(-1)) return wneg(a);
             }
             return static_cast<T>(a / b);
         }
@@ -791,7 +772,7 @@ void cast_into(const Tensor& x, Tensor& o, int threads, const Node& node) {
     if (is_half(x.dtype)) {
         const Tensor f = to_f32(x);
         if (to == DType::f32) {
-            std::memcpy(o.raw(), f.raw(), f.bytes());
+            if (n > 0) std::memcpy(o.raw(), f.raw(), f.bytes());
             return;
         }
         cast_into(f, o, threads, node);
@@ -894,15 +875,15 @@ void register_arith() {
             using T = decltype(tag);
             Tensor& o = ctx.alloc_output(0, x.dtype, so);
             bcast2(x.data<T>(), x.shape, s.data<T>(), ss, o.data<T>(), so, ctx.threads, kGrainCheap,
-                   [](T v, T a) { return v < T(0) ? static_cast<T>(v * a) : v; });
+                   [](T v, T a) { return v < T(0) ? wmul(v, a) : v; });
         });
         if (!ok) type_unsupported(ctx.node, "input", x.dtype);
     });
 }
 
 void register_compare_logic() {
-    const auto chk = check_types(kNum | kHalf | kBool, 2);
-    reg("Equal", 1, 1000, chk, [](OpContext& c) { run_binary<kNum | kBool, true>(c, EqF{}); });
+    reg("Equal", 1, 1000, check_types(kNum | kHalf | kBool, 2), [](OpContext& c) { run_binary<kNum | kBool, true>(c, EqF{}); });
+    const auto chk = check_types(kNum | kHalf, 2);  // ONNX orders numbers only
     reg("Less", 1, 1000, chk, [](OpContext& c) { run_binary<kNum, true>(c, LtF{}); });
     reg("Greater", 1, 1000, chk, [](OpContext& c) { run_binary<kNum, true>(c, GtF{}); });
     reg("LessOrEqual", 12, 1000, chk, [](OpContext& c) { run_binary<kNum, true>(c, LeF{}); });
@@ -992,14 +973,13 @@ void register_math() {
 
     // Numeric types.
     reg("Neg", 1, 1000, check_types(kNum | kHalf), [](OpContext& c) {
-        run_unary<kNum>(c, [](auto x) { return wrap_neg(x); }, kGrainCheap);
+        run_unary<kNum>(c, [](auto x) { return wneg(x); }, kGrainCheap);
     });
     reg("Abs", 1, 1000, check_types(kNum | kHalf), [](OpContext& c) {
         run_unary<kNum>(c, [](auto x) {
             using T = decltype(x);
             if constexpr (is_flt<T>) return std::abs(x);
-            else if constexpr (std::is_signed_v<T>) return x < T(0) ? wrap_neg(x) : x;
-            else return x;
+            else return wabs(x);
         }, kGrainCheap);
     });
     reg("Sign", 9, 1000, check_types(kNum | kHalf), [](OpContext& c) {

@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "arith.hpp"
 #include "onednn.hpp"
 #include "ops.hpp"
 
@@ -234,27 +235,33 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
 }
 
 // Plain loop for the integer types (and anything BLAS lacks): C = alpha*op(A)op(B) + beta*C.
+// Integers (arith.hpp): the products and sums wrap; with alpha 1 and beta 0 or 1 (MatMul, and
+// Gemm's defaults) the result is exact integer arithmetic, wrapping; another alpha or beta
+// scales in double and converts back saturating.
 template <class T>
 void gemm_plain(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const T* A, const T* B, double beta,
                 T* C) {
     std::vector<T> acc(static_cast<size_t>(std::max<int64_t>(N, 0)));
+    const bool exact = alpha == 1.0 && (beta == 0.0 || beta == 1.0);
     for (int64_t i = 0; i < M; ++i) {
         std::fill(acc.begin(), acc.end(), T(0));
         for (int64_t k = 0; k < K; ++k) {
             const T a = ta ? A[k * M + i] : A[i * K + k];
             if (tb) {
-                for (int64_t j = 0; j < N; ++j) acc[j] += a * B[j * K + k];
+                for (int64_t j = 0; j < N; ++j) acc[j] = wadd(acc[j], wmul(a, B[j * K + k]));
             } else {
                 const T* brow = B + k * N;
-                for (int64_t j = 0; j < N; ++j) acc[j] += a * brow[j];
+                for (int64_t j = 0; j < N; ++j) acc[j] = wadd(acc[j], wmul(a, brow[j]));
             }
         }
         T* c = C + i * N;
-        if (alpha == 1.0 && beta == 0.0) {
+        if (exact && beta == 0.0) {
             for (int64_t j = 0; j < N; ++j) c[j] = acc[j];
+        } else if (exact) {
+            for (int64_t j = 0; j < N; ++j) c[j] = wadd(c[j], acc[j]);
         } else {
             for (int64_t j = 0; j < N; ++j)
-                c[j] = static_cast<T>(alpha * static_cast<double>(acc[j]) + (beta == 0.0 ? 0.0 : beta * static_cast<double>(c[j])));
+                c[j] = convert<T>(alpha * static_cast<double>(acc[j]) + (beta == 0.0 ? 0.0 : beta * static_cast<double>(c[j])));
         }
     }
 }
@@ -273,6 +280,7 @@ inline float exp_poly(float x, float t) {
     return y * x * x + x + 1.0f;
 }
 inline float vexp1(float x) {
+    if (!(x == x)) return x;  // NaN (the clamps below would pass it on to the int conversion)
     x = std::min(std::max(x, -87.0f), 88.0f);
     const float t = std::nearbyint(x * 1.44269504088896341f);
     return exp_poly(x, t) * std::bit_cast<float>(static_cast<uint32_t>(static_cast<int32_t>(t) + 127) << 23);

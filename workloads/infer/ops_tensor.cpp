@@ -8,6 +8,7 @@
 #include <limits>
 #include <numeric>
 
+#include "arith.hpp"
 #include "ops.hpp"
 
 namespace cpn::infer {
@@ -36,6 +37,10 @@ template <class F> void by_num(DType t, const Node& n, F&& f) {
         case DType::i64: f(int64_t{}); return;
         case DType::i8: f(int8_t{}); return;
         case DType::u8: f(uint8_t{}); return;
+        case DType::i16: f(int16_t{}); return;
+        case DType::u16: f(uint16_t{}); return;
+        case DType::u32: f(uint32_t{}); return;
+        case DType::u64: f(uint64_t{}); return;
         default: fail_unsupported(n.where() + ": element type " + dtype_name(t) + " is not supported");
     }
 }
@@ -55,7 +60,8 @@ void check_movable(const Node& n) {
 bool numeric_type(DType t) {
     switch (t) {
         case DType::f32: case DType::f64: case DType::f16: case DType::bf16: case DType::i32:
-        case DType::i64: case DType::i8: case DType::u8: return true;
+        case DType::i64: case DType::i8: case DType::u8: case DType::i16: case DType::u16: case DType::u32:
+        case DType::u64: return true;
         default: return false;
     }
 }
@@ -619,8 +625,12 @@ void run_slice(OpContext& ctx) {
     I64 base = 0;
     for (size_t i = 0; i < axes.size(); ++i) {
         const size_t a = static_cast<size_t>(axes[i]);
-        const I64 dim = x.shape[a], step = steps[i];
+        const I64 dim = x.shape[a];
+        I64 step = steps[i];
         require(step != 0, n.where() + ": step 0");
+        // A step longer than the axis takes at most one element: shortened, so that neither the
+        // count nor the stride below overflows.
+        step = std::clamp<I64>(step, -std::max<I64>(dim, 1), std::max<I64>(dim, 1));
         I64 s = starts[i], e = ends[i];
         if (s < 0) s += dim;
         if (e < 0) e += dim;
@@ -628,11 +638,11 @@ void run_slice(OpContext& ctx) {
         if (step > 0) {
             s = std::clamp<I64>(s, 0, dim);
             e = std::clamp<I64>(e, 0, dim);
-            if (e > s) len = (e - s + step - 1) / step;
+            if (e > s) len = (e - s - 1) / step + 1;
         } else {
             s = std::clamp<I64>(s, 0, dim - 1);
             e = std::clamp<I64>(e, -1, dim - 1);
-            if (s > e) len = (s - e + (-step) - 1) / (-step);
+            if (s > e) len = (s - e - 1) / (-step) + 1;
         }
         if (dim == 0) len = 0;
         out[a] = len;
@@ -810,8 +820,8 @@ void run_scatter_elements(OpContext& ctx) {
     } else {
         by_num(x.dtype, n, [&](auto tag) {
             using T = decltype(tag);
-            if (red == "add") scatter(tag, [](T a, T b) { return static_cast<T>(a + b); });
-            else if (red == "mul") scatter(tag, [](T a, T b) { return static_cast<T>(a * b); });
+            if (red == "add") scatter(tag, [](T a, T b) { return wadd(a, b); });
+            else if (red == "mul") scatter(tag, [](T a, T b) { return wmul(a, b); });
             else if (red == "max") scatter(tag, [](T a, T b) { return std::max(a, b); });
             else scatter(tag, [](T a, T b) { return std::min(a, b); });
         });
@@ -961,6 +971,15 @@ void run_pad(OpContext& ctx) {
 // ------------------------------------------------------------------------------------------
 // Range, OneHot, NonZero, Trilu, CumSum
 
+// Range's types (ONNX's): refused at load, not halfway through a task.
+void check_range(const Node& n) {
+    check_movable(n);
+    for (DType t : n.in_types)
+        if (t != DType::undefined && t != DType::f32 && t != DType::f64 && t != DType::i16 && t != DType::i32 &&
+            t != DType::i64)
+            fail_unsupported(n.where() + ": element type " + dtype_name(t) + " is not supported");
+}
+
 void run_range(OpContext& ctx) {
     const Node& n = ctx.node;
     const Tensor &a = ctx.input(0), &l = ctx.input(1), &d = ctx.input(2);
@@ -970,12 +989,26 @@ void run_range(OpContext& ctx) {
         using T = decltype(tag);
         const T s = a.data<T>()[0], lim = l.data<T>()[0], dl = d.data<T>()[0];
         require(dl != T(0), n.where() + ": delta is 0");
-        const double cnt = std::ceil((static_cast<double>(lim) - static_cast<double>(s)) / static_cast<double>(dl));
-        require(!(cnt > 1e12), n.where() + ": range too long");
-        const I64 len = cnt > 0 ? static_cast<I64>(cnt) : 0;
+        I64 len = 0;
+        if constexpr (std::is_integral_v<T>) {
+            // Counted exactly: the distance fits an unsigned 64-bit integer.
+            const bool up = dl > T(0);
+            if (up ? lim > s : lim < s) {
+                const uint64_t dist = up ? static_cast<uint64_t>(int64_t{lim}) - static_cast<uint64_t>(int64_t{s})
+                                         : static_cast<uint64_t>(int64_t{s}) - static_cast<uint64_t>(int64_t{lim});
+                const uint64_t step = up ? static_cast<uint64_t>(int64_t{dl}) : uint64_t{0} - static_cast<uint64_t>(int64_t{dl});
+                const uint64_t cnt = dist / step + (dist % step != 0 ? 1 : 0);
+                require(cnt <= uint64_t{1000000000000}, n.where() + ": range too long");
+                len = static_cast<I64>(cnt);
+            }
+        } else {
+            const double cnt = std::ceil((static_cast<double>(lim) - static_cast<double>(s)) / static_cast<double>(dl));
+            require(!(cnt > 1e12), n.where() + ": range too long");
+            len = cnt > 0 ? static_cast<I64>(cnt) : 0;
+        }
         Tensor& o = ctx.alloc_output(0, a.dtype, {len});
         T* y = o.data<T>();
-        for (I64 i = 0; i < len; ++i) y[i] = static_cast<T>(s + static_cast<T>(i) * dl);
+        for (I64 i = 0; i < len; ++i) y[i] = wadd(s, wmul(static_cast<T>(i), dl));
     };
     switch (a.dtype) {
         case DType::f32: go(float{}); break;
@@ -1104,11 +1137,11 @@ void run_cumsum(OpContext& ctx) {
                 if (excl)
                     for (I64 i = 0; i < inner; ++i) {
                         yi[i] = acc[static_cast<size_t>(i)];
-                        acc[static_cast<size_t>(i)] = static_cast<T>(acc[static_cast<size_t>(i)] + xi[i]);
+                        acc[static_cast<size_t>(i)] = wadd(acc[static_cast<size_t>(i)], xi[i]);
                     }
                 else
                     for (I64 i = 0; i < inner; ++i) {
-                        acc[static_cast<size_t>(i)] = static_cast<T>(acc[static_cast<size_t>(i)] + xi[i]);
+                        acc[static_cast<size_t>(i)] = wadd(acc[static_cast<size_t>(i)], xi[i]);
                         yi[i] = acc[static_cast<size_t>(i)];
                     }
             }
@@ -1209,7 +1242,10 @@ template <bool IsMax> void run_arg(OpContext& ctx) {
 
 enum class Red { sum, mean, max, min, prod, l1, l2, sumsq, logsumexp, logsum };
 
+// Integers accumulate in 64 bits, wrapping (arith.hpp); uint64 in its own type, so that Max and
+// Min compare it as unsigned.
 template <class T> struct AccOf { using type = int64_t; };
+template <> struct AccOf<uint64_t> { using type = uint64_t; };
 template <> struct AccOf<float> { using type = float; };
 template <> struct AccOf<double> { using type = double; };
 
@@ -1223,21 +1259,21 @@ template <class T, Red R> struct RedOp {
     }
     static Acc map(T v) {
         const Acc a = static_cast<Acc>(v);
-        if constexpr (R == Red::l1) return a < 0 ? -a : a;
-        else if constexpr (R == Red::l2 || R == Red::sumsq) return a * a;
-        else if constexpr (R == Red::logsumexp) return static_cast<Acc>(std::exp(static_cast<double>(a)));
+        if constexpr (R == Red::l1) return wabs(a);
+        else if constexpr (R == Red::l2 || R == Red::sumsq) return wmul(a, a);
+        else if constexpr (R == Red::logsumexp) return convert<Acc>(std::exp(static_cast<double>(a)));
         else return a;
     }
     static Acc comb(Acc a, Acc b) {
         if constexpr (R == Red::max) return a < b ? b : a;
         else if constexpr (R == Red::min) return b < a ? b : a;
-        else if constexpr (R == Red::prod) return a * b;
-        else return a + b;
+        else if constexpr (R == Red::prod) return wmul(a, b);
+        else return wadd(a, b);
     }
     static T fin(Acc a, I64 n) {
         if constexpr (R == Red::mean) return static_cast<T>(n > 0 ? a / static_cast<Acc>(n) : a);
-        else if constexpr (R == Red::l2) return static_cast<T>(std::sqrt(static_cast<double>(a)));
-        else if constexpr (R == Red::logsum || R == Red::logsumexp) return static_cast<T>(std::log(static_cast<double>(a)));
+        else if constexpr (R == Red::l2) return convert<T>(std::sqrt(static_cast<double>(a)));
+        else if constexpr (R == Red::logsum || R == Red::logsumexp) return convert<T>(std::log(static_cast<double>(a)));
         else return static_cast<T>(a);
     }
 };
@@ -1880,7 +1916,7 @@ void register_tensor_ops() {
     reg("Expand", 8, 1000, mv, run_expand);
     reg("Tile", 6, 1000, mv, run_tile);
     reg("Pad", 2, 1000, check_pad, run_pad);
-    reg("Range", 11, 1000, num, run_range);
+    reg("Range", 11, 1000, check_range, run_range);
     reg("OneHot", 9, 1000, mv, run_onehot);
     reg("TopK", 1, 1000, num, [](OpContext& c) { run_via_f32(c, run_topk); });
     reg("ArgMax", 1, 1000, num, [](OpContext& c) { run_via_f32(c, run_arg<true>); });

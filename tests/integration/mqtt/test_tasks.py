@@ -1015,13 +1015,14 @@ def test_task_render_cancel_and_timeout(broker, make_agent, make_brain, make_cli
 # infer (docs/inference.md): the digits CNN from tests/fixtures/infer
 
 INFER_FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "infer"
+FUZZ_CORPUS = pathlib.Path(__file__).resolve().parents[2] / "fuzz" / "corpus"
 
 
 def npy_bytes(array):
     import io
     import numpy as np
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array))
+    np.save(buf, np.ascontiguousarray(array) if array.ndim else array)  # ascontiguousarray makes a scalar [1]
     return buf.getvalue()
 
 
@@ -1106,6 +1107,11 @@ def test_task_infer_bad_models_and_inputs_fail_with_the_reason(broker, make_agen
         "nan": (model, {"image": {"base64": b64(npy_bytes(nan))}}, "input 'image': element 28 is NaN"),
         "outside": (model, {"image": {"path": str(workdir / "outside.npy")}}, "is outside the allowed input directories"),
         "not-a-tensor": (model, {"image": {"base64": b64(b"hello, not a tensor")}}, "params.inputs.image"),
+        # Slice of a scalar read past a rank-0 shape and crashed the agent (the operator sweep
+        # found it; docs/fuzzing.md).
+        "slice-of-scalar": ((FUZZ_CORPUS / "onnx_model" / "regress-slice-scalar.onnx").read_bytes(),
+                            {"x": {"base64": b64(npy_bytes(np.array(1.5, np.float32)))}},
+                            "node 'slice' (Slice): axis 0 is out of range for rank 0"),
     }
     mark = client.mark()
     for tid, (m, inputs, _) in cases.items():

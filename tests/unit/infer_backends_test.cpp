@@ -265,6 +265,144 @@ TEST(InferBackends, CudaWithoutADeviceSaysWhy) {
     std::printf("cuda: %s\n", r.status().message().c_str());
 }
 
+/* Same input, same answer: every operator the device backends run, alone in a model, on the
+ * device and on the CPU, with inputs that mix ordinary values with the finite extremes a task may
+ * send (+-1e30, +-3e9, 65504, 1e-38, -0). Element-wise operators get the extremes; operators
+ * that sum (MatMul, Gemm, Conv, the pools, Softmax, BatchNormalization) get values up to 1e3 and
+ * the tiny ones, since a sum of huge terms depends on the order. Agreement: both NaN, the same
+ * infinity, or within 1e-5 relative (plus 1e-30, and for the sums 1e-6 of the output's largest
+ * magnitude); and the device must have run the node. */
+struct OpCase {
+    std::string op;
+    std::vector<Shape> inputs;  // float32 graph inputs x0, x1, ...
+    std::map<std::string, std::vector<int64_t>> ints;
+    bool extreme = true;
+    bool positive_last = false;  // the last input must be > 0 (a variance)
+};
+
+onnx::ModelProto one_node_model(const OpCase& c) {
+    onnx::ModelProto m;
+    m.set_ir_version(8);
+    auto* os = m.add_opset_import();
+    os->set_domain("");
+    os->set_version(14);  // HardSwish's first
+    auto* g = m.mutable_graph();
+    g->set_name(c.op);
+    auto* n = g->add_node();
+    n->set_op_type(c.op);
+    n->set_name("n");
+    for (size_t i = 0; i < c.inputs.size(); ++i) {
+        const std::string name = "x" + std::to_string(i);
+        n->add_input(name);
+        auto* in = g->add_input();
+        in->set_name(name);
+        auto* tt = in->mutable_type()->mutable_tensor_type();
+        tt->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+        for (int64_t d : c.inputs[i]) tt->mutable_shape()->add_dim()->set_dim_value(d);
+    }
+    for (const auto& [k, v] : c.ints) {
+        auto* a = n->add_attribute();
+        a->set_name(k);
+        if (v.size() == 1 && k != "kernel_shape" && k != "perm" && k != "pads") {
+            a->set_type(onnx::AttributeProto::INT);
+            a->set_i(v[0]);
+        } else {
+            a->set_type(onnx::AttributeProto::INTS);
+            for (int64_t x : v) a->add_ints(x);
+        }
+    }
+    n->add_output("y");
+    auto* out = g->add_output();
+    out->set_name("y");
+    out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+    return m;
+}
+
+Tensor op_input(const Shape& s, bool extreme, bool positive, uint32_t seed) {
+    static const float kExtreme[] = {1e30f, -1e30f, 3e9f, -3e9f, 65504.0f, 1e-38f, -0.0f, 0.0f};
+    static const float kTiny[] = {1e-38f, -1e-38f, -0.0f, 0.0f, 1e3f, -1e3f};
+    Tensor t = make_tensor(DType::f32, s);
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) {
+        seed = seed * 1664525u + 1013904223u;
+        float v = static_cast<float>(seed >> 8) / 8388608.0f * 8.0f - 4.0f;  // [-4, 4)
+        if ((seed >> 28) < 5) v = extreme ? kExtreme[(seed >> 3) % 8] : kTiny[(seed >> 3) % 6];
+        p[i] = positive ? std::fabs(v) + 0.5f : v;
+    }
+    return t;
+}
+
+// `slack`: an absolute allowance on top (for sums: a part of the output's largest magnitude, as
+// a different summation order or algorithm, cuDNN's Winograd say, may leave a cancelled sum off
+// by that much).
+bool agree(float a, float b, double slack) {
+    if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+    if (std::isinf(a) || std::isinf(b)) return a == b;
+    const double x = a, y = b;
+    return std::fabs(x - y) <= 1e-30 + slack + 1e-5 * std::max(std::fabs(x), std::fabs(y));
+}
+
+void every_device_operator_agrees_with_the_cpu(const std::string& backend) {
+    const Shape x4 = {2, 3, 5, 5};
+    using Ints = std::map<std::string, std::vector<int64_t>>;
+    auto oc = [](std::string op, std::vector<Shape> in, Ints ints = {}, bool extreme = true, bool positive_last = false) {
+        return OpCase{std::move(op), std::move(in), std::move(ints), extreme, positive_last};
+    };
+    const std::vector<OpCase> cases = {
+        oc("Relu", {x4}), oc("LeakyRelu", {x4}), oc("Sigmoid", {x4}), oc("Tanh", {x4}), oc("HardSigmoid", {x4}),
+        oc("HardSwish", {x4}), oc("Clip", {x4}), oc("Identity", {x4}), oc("Flatten", {x4}),
+        oc("Transpose", {x4}, {{"perm", {0, 2, 3, 1}}}),
+        oc("Add", {x4, x4}), oc("Sub", {x4, {5}}), oc("Mul", {x4, {3, 1, 1}}), oc("Div", {x4, x4}),
+        oc("Concat", {x4, x4}, {{"axis", {1}}}),
+        oc("MatMul", {{6, 7}, {7, 5}}, {}, false), oc("Gemm", {{6, 7}, {5, 7}, {5}}, {{"transB", {1}}}, false),
+        oc("Conv", {x4, {4, 3, 3, 3}, {4}}, {{"pads", {1, 1, 1, 1}}}, false),
+        oc("MaxPool", {x4}, {{"kernel_shape", {2, 2}}}), oc("AveragePool", {x4}, {{"kernel_shape", {3, 3}}}, false),
+        oc("GlobalAveragePool", {x4}, {}, false), oc("Softmax", {x4}, {}, false),
+        oc("BatchNormalization", {x4, {3}, {3}, {3}, {3}}, {}, false, true),
+    };
+    InferEngine engine;
+    int ran = 0;
+    for (const OpCase& c : cases) {
+        ModelCache cache;
+        auto m = load(cache, one_node_model(c).SerializeAsString(), c.op);
+        ASSERT_TRUE(m) << c.op;
+        std::map<std::string, Tensor> in;
+        for (size_t i = 0; i < c.inputs.size(); ++i)
+            in["x" + std::to_string(i)] = op_input(c.inputs[i], c.extreme, c.positive_last && i + 1 == c.inputs.size(),
+                                                   static_cast<uint32_t>(17 + 31 * i + c.op.size()));
+        Result<InferResult> cpu = engine.run(m, target("cpu"), in, {});
+        ASSERT_TRUE(cpu.ok()) << c.op << ": " << cpu.status().message();
+        Result<InferResult> dev = engine.run(m, target(backend), in, {});
+        if (!dev.ok() && dev.status().code() == Code::unavailable)
+            GTEST_SKIP() << backend << " cannot run inference on this machine: " << dev.status().message();
+        ASSERT_TRUE(dev.ok()) << c.op << ": " << dev.status().message();
+        EXPECT_EQ(dev->metrics.value("fallback_nodes", size_t{99}), 0u) << c.op << " did not run on " << backend << ": "
+                                                                      << dev->metrics.dump();
+        const Tensor& a = cpu->outputs.at("y");
+        const Tensor& b = dev->outputs.at("y");
+        ASSERT_EQ(a.shape, b.shape) << c.op;
+        double largest = 0;
+        for (int64_t i = 0; i < a.numel(); ++i)
+            if (std::isfinite(a.data<float>()[i])) largest = std::max(largest, std::fabs(static_cast<double>(a.data<float>()[i])));
+        const double slack = c.extreme ? 0.0 : 1e-6 * largest;
+        int64_t bad = 0, first = -1;
+        for (int64_t i = 0; i < a.numel(); ++i)
+            if (!agree(a.data<float>()[i], b.data<float>()[i], slack)) {
+                if (first < 0) first = i;
+                ++bad;
+            }
+        EXPECT_EQ(bad, 0) << c.op << ": " << bad << " of " << a.numel() << " elements differ; the first, " << first
+                          << ": cpu " << (first >= 0 ? a.data<float>()[first] : 0.0f) << ", " << backend << " "
+                          << (first >= 0 ? b.data<float>()[first] : 0.0f);
+        ++ran;
+    }
+    std::printf("%s: %d operators agree with the CPU on extreme values\n", backend.c_str(), ran);
+}
+
+TEST(InferBackends, EveryOpenClOperatorAgreesWithTheCpuOnExtremeValues) { every_device_operator_agrees_with_the_cpu("opencl"); }
+
+TEST(InferBackends, EveryCudaOperatorAgreesWithTheCpuOnExtremeValues) { every_device_operator_agrees_with_the_cpu("cuda"); }
+
 // ONNX's backend tests through the engine on a device backend: the nodes it runs go to the
 // device, the rest fall back to the CPU, and every supported test must pass (onnx_testdata.hpp).
 // How many ran wholly on the device is printed. Skips when the backend cannot run the digits CNN

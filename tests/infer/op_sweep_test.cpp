@@ -14,10 +14,12 @@
 // OperatorArithmetic.* below pins the results those rules give.
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <set>
+#include <typeinfo>
 
 #include <gtest/gtest.h>
 
@@ -116,15 +118,6 @@ std::vector<std::map<std::string, Attr>> attr_variants(const std::string& op) {
     if (op == "AveragePool" || op == "MaxPool" || op == "LpPool")
         v.push_back({{"kernel_shape", ints_attr({2, 2})}, {"strides", ints_attr({2, 2})}, {"pads", ints_attr({1, 1, 1, 1})},
                      {"ceil_mode", int_attr(1)}, {"count_include_pad", int_attr(1)}});
-    if (op == "BitShift") {
-        Attr l;
-        l.kind = Attr::s;
-        l.sv = "LEFT";
-        v.back() = {{"direction", l}};
-        Attr r = l;
-        r.sv = "RIGHT";
-        v.push_back({{"direction", r}});
-    }
     return v;
 }
 
@@ -235,14 +228,14 @@ TEST(OperatorSweep, ExtremeValuesComputeOrAreRefusedForEveryOperator) {
     for (const auto& [msg, label] : total.late_unsupported) std::printf("late unsupported: %s  [%s]\n", msg.c_str(), label.c_str());
     std::printf("operator sweep: %d implementations, %lld runs computed, %lld refused with Error; never computed:%s\n",
                 defs, static_cast<long long>(total.computed), static_cast<long long>(total.refused), nv.c_str());
-    // The sweep must reach the arithmetic: all but the operators that need inputs it does not
-    // make (attributes such as Constant's value, rank-5 shapes, ...) compute somewhere.
-    EXPECT_GT(total.computed, 10000);
+    // The sweep must reach the arithmetic: every implementation computes somewhere, but for the
+    // odd one whose inputs no combination here fits (OneHot: a scalar depth and two values).
+    EXPECT_GT(total.computed, 1000000);
     // What an operator cannot do is refused by its load-time check, before the task runs: an
     // Error::unsupported only at run time means the check lets through what the kernel lacks.
     EXPECT_TRUE(total.late_unsupported.empty()) << total.late_unsupported.size()
                                                 << " kinds of Error::unsupported at run time after the check passed";
-    EXPECT_LE(never.size(), static_cast<size_t>(defs / 10)) << "never computed:" << nv;
+    EXPECT_LE(never.size(), 2u) << "never computed:" << nv;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@
 
 #include <gtest/gtest.h>
 
-#include "onednn.hpp"
+#include "attr_helpers.hpp"
 #include "executor.hpp"
+#include "onednn.hpp"
 
 namespace cpn::infer {
 namespace {
@@ -33,13 +34,6 @@ Tensor random_tensor(const Shape& s, uint32_t seed) {
         t.data<float>()[i] = static_cast<float>(seed >> 8) / 8388608.0f - 1.0f;  // [-1, 1)
     }
     return t;
-}
-
-Attr ints(std::vector<int64_t> v) {
-    Attr a;
-    a.kind = Attr::is;
-    a.ints = std::move(v);
-    return a;
 }
 
 double activate(double v, const Case& c) {
@@ -114,14 +108,11 @@ Node conv_node(const Case& c) {
     n.in_types.assign(n.inputs.size(), DType::f32);
     n.out_types = {DType::f32};
     n.attrs.where = n.where();
-    n.attrs.map["kernel_shape"] = ints(c.k);
-    n.attrs.map["strides"] = ints(c.s);
-    n.attrs.map["dilations"] = ints(c.d);
-    n.attrs.map["pads"] = ints(c.pads);
-    Attr g;
-    g.kind = Attr::i;
-    g.iv = c.G;
-    n.attrs.map["group"] = g;
+    n.attrs.map["kernel_shape"] = test::ints_attr(c.k);
+    n.attrs.map["strides"] = test::ints_attr(c.s);
+    n.attrs.map["dilations"] = test::ints_attr(c.d);
+    n.attrs.map["pads"] = test::ints_attr(c.pads);
+    n.attrs.map["group"] = test::int_attr(c.G);
     n.fused_activation = c.act;
     n.fused_alpha = c.alpha;
     n.fused_beta = c.beta;

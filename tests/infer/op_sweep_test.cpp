@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <set>
@@ -23,10 +24,15 @@
 
 #include <gtest/gtest.h>
 
+#include "attr_helpers.hpp"
 #include "ops.hpp"
 
 namespace cpn::infer {
 namespace {
+
+using test::float_attr;
+using test::int_attr;
+using test::ints_attr;
 
 const std::vector<DType> kTypes = {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i8,      DType::u8, DType::i16,
                                    DType::u16, DType::i32, DType::u32, DType::i64,  DType::u64, DType::boolean};
@@ -75,20 +81,6 @@ Tensor filled(DType t, const Shape& s, bool extreme, size_t salt) {
     return x;
 }
 
-Attr int_attr(int64_t v) {
-    Attr a;
-    a.kind = Attr::i;
-    a.iv = v;
-    return a;
-}
-
-Attr ints_attr(std::vector<int64_t> v) {
-    Attr a;
-    a.kind = Attr::is;
-    a.ints = std::move(v);
-    return a;
-}
-
 // Attribute sets tried besides none: the ones that choose a computation over the inputs.
 std::vector<std::map<std::string, Attr>> attr_variants(const std::string& op) {
     std::vector<std::map<std::string, Attr>> v = {{}};
@@ -109,11 +101,7 @@ std::vector<std::map<std::string, Attr>> attr_variants(const std::string& op) {
     }
     if (op == "Gemm") {
         v.push_back({{"transA", int_attr(1)}, {"transB", int_attr(1)}});
-        Attr big, small;
-        big.kind = small.kind = Attr::f;
-        big.fv = 1e30f;
-        small.fv = -2.5f;
-        v.push_back({{"alpha", big}, {"beta", small}});
+        v.push_back({{"alpha", float_attr(1e30f)}, {"beta", float_attr(-2.5f)}});
     }
     if (op == "AveragePool" || op == "MaxPool" || op == "LpPool")
         v.push_back({{"kernel_shape", ints_attr({2, 2})}, {"strides", ints_attr({2, 2})}, {"pads", ints_attr({1, 1, 1, 1})},
@@ -129,7 +117,9 @@ struct Tally {
 // One operator call: check (as the importer does at load time), then run. Returns whether it
 // computed; a non-Error exception fails the test naming the case, an Error::unsupported from the
 // run (not the check) is collected.
-bool run_case(const OpDef& def, Node& node, const std::vector<Tensor>& inputs, const std::string& label, Tally& tally) {
+// `label` names the case; built only when something is reported (millions of cases pass).
+bool run_case(const OpDef& def, Node& node, const std::vector<Tensor>& inputs, const std::function<std::string()>& label,
+              Tally& tally) {
     node.in_types.clear();
     for (const Tensor& t : inputs) node.in_types.push_back(t.dtype);
     node.out_types.assign(node.outputs.size(), DType::undefined);
@@ -150,16 +140,16 @@ bool run_case(const OpDef& def, Node& node, const std::vector<Tensor>& inputs, c
         def.run(ctx);
         for (const Tensor& o : out)
             if (o.defined() && o.numel() > ctx.max_elements) {
-                ADD_FAILURE() << label << ": an output of " << o.numel() << " elements passed the limit";
+                ADD_FAILURE() << label() << ": an output of " << o.numel() << " elements passed the limit";
                 return false;
             }
         ++tally.computed;
         return true;
     } catch (const Error& e) {
         ++tally.refused;  // the executor prefixes the node's name where the message lacks it
-        if (e.kind() == Error::unsupported) tally.late_unsupported[e.what()] = label;
+        if (e.kind() == Error::unsupported) tally.late_unsupported[e.what()] = label();
     } catch (const std::exception& e) {
-        ADD_FAILURE() << label << ": threw " << typeid(e).name() << " (not Error): " << e.what();
+        ADD_FAILURE() << label() << ": threw " << typeid(e).name() << " (not Error): " << e.what();
     }
     return false;
 }
@@ -209,9 +199,11 @@ TEST(OperatorSweep, ExtremeValuesComputeOrAreRefusedForEveryOperator) {
                                             for (size_t i = 0; i < arity; ++i)
                                                 in.push_back(filled(i == 0 ? t : rest, i == 0 ? s0 : sr,
                                                                     i == 0 ? (pat & 1) != 0 : (pat & 2) != 0, i * 3));
-                                            const std::string label = op + " opset " + std::to_string(opset) + " (" +
-                                                                      type_list(in) + ", " + std::to_string(outputs) +
-                                                                      " outputs, pattern " + std::to_string(pat) + ")";
+                                            auto label = [&] {
+                                                return op + " opset " + std::to_string(opset) + " (" + type_list(in) +
+                                                       ", " + std::to_string(outputs) + " outputs, pattern " +
+                                                       std::to_string(pat) + ")";
+                                            };
                                             any |= run_case(*def, node, in, label, total);
                                         }
                                     }
@@ -285,12 +277,9 @@ TEST(OperatorArithmetic, IntegerMatMulAndGemmWrap) {
     EXPECT_EQ(values<int64_t>(run1("MatMul", {a, b})), std::vector<int64_t>{want});
     EXPECT_EQ(values<int64_t>(run1("Gemm", {a, b})), std::vector<int64_t>{want});
     // Gemm's alpha and C: alpha scales in double and converts back saturating.
-    Attr alpha;
-    alpha.kind = Attr::f;
-    alpha.fv = 4.0f;
     const Tensor big = tensor_of<int32_t>(DType::i32, {1, 1}, {kMax32});
     const Tensor one = tensor_of<int32_t>(DType::i32, {1, 1}, {1});
-    EXPECT_EQ(values<int32_t>(run1("Gemm", {big, one}, {{"alpha", alpha}})), std::vector<int32_t>{kMax32});
+    EXPECT_EQ(values<int32_t>(run1("Gemm", {big, one}, {{"alpha", float_attr(4.0f)}})), std::vector<int32_t>{kMax32});
     // Default alpha and beta: exact integer arithmetic, wrapping.
     const Tensor c = tensor_of<int32_t>(DType::i32, {1, 1}, {kMax32});
     EXPECT_EQ(values<int32_t>(run1("Gemm", {big, one, c})), std::vector<int32_t>{-2});
